@@ -1,0 +1,2 @@
+//! cloud3 agent.
+fn main() {}

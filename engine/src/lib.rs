@@ -1,0 +1,18 @@
+//! cloud3's engine: everything about syncing a folder that does not touch a disk, a socket or a
+//! clock.
+//!
+//! - [`tree`]: the folder as an Automerge document and the deterministic tree derived from it.
+//! - [`chunk`]: content-defined chunking, SHA-256 ids, zstd, manifests.
+//! - [`wire`]: the versioned messages between devices and the relay.
+//! - [`auth`]: device keys, the signed handshake, one-time codes.
+//! - [`session`]: the sync protocol as state machines fed with messages and returning actions.
+//! - [`scan`] and [`materialise`]: file facts in, document ops out; document in, file actions out.
+//!
+//! Time ([`time::Millis`], [`time::WallTime`]) and randomness are always passed in by the caller.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod auth;
+pub mod chunk;
+pub mod ids;
+pub mod time;
+pub mod wire;

@@ -1,0 +1,273 @@
+//! The messages: one enum per direction, each `#[non_exhaustive]` so versions can add variants.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ChunkId, DeviceId, FolderId};
+use crate::time::WallTime;
+
+/// Messages a device sends to the relay.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ClientMessage {
+    /// The answer to the relay's `Challenge`: the only message accepted before `Welcome`.
+    Hello(Hello),
+    /// The sender's current heads of a folder document; asks the peer for what the sender lacks.
+    DocHeads {
+        /// Folder the heads belong to.
+        folder: FolderId,
+        /// Automerge change hashes.
+        heads: Vec<[u8; 32]>,
+    },
+    /// Automerge changes (each the raw bytes of one uncompressed change chunk).
+    DocChanges {
+        /// Folder the changes belong to.
+        folder: FolderId,
+        /// Raw change chunks, in causal order.
+        changes: Vec<Vec<u8>>,
+    },
+    /// "Which of these chunks do you lack?"
+    ChunkQuery {
+        /// Request id echoed in the answer.
+        request: u32,
+        /// Chunks or manifest blobs the sender wants to reference.
+        ids: Vec<ChunkId>,
+    },
+    /// One piece of a chunk or manifest blob (compressed as `codec` says).
+    ChunkPut(ChunkPiece),
+    /// Ask for chunks or manifest blobs; answered by `ChunkData` pieces or `ChunkUnavailable`.
+    ChunkGet {
+        /// Blobs wanted.
+        ids: Vec<ChunkId>,
+    },
+    /// Ask for a one-time pairing code for a new device of this account.
+    PairRequest {
+        /// Whether the new device may only read (the browser viewer).
+        read_only: bool,
+    },
+    /// Ask for the account's device list.
+    ListDevices,
+    /// Revoke a device of this account.
+    Revoke {
+        /// The device to cut off.
+        device: DeviceId,
+    },
+    /// Keep-alive; answered by `Pong` with the same value.
+    Ping(u64),
+}
+
+/// Messages the relay sends to a device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ServerMessage {
+    /// The first frame on every connection.
+    Challenge {
+        /// Highest protocol version the relay speaks.
+        version: u16,
+        /// The relay's identity, bound into the signature so a proof cannot be replayed elsewhere.
+        relay_id: [u8; 32],
+        /// Fresh random bytes for this connection.
+        nonce: [u8; 32],
+    },
+    /// Authentication succeeded.
+    Welcome {
+        /// The authenticated device.
+        device: DeviceId,
+        /// Whether this device may only read.
+        read_only: bool,
+        /// The relay's wall time, so devices can notice clock skew.
+        now: WallTime,
+    },
+    /// See [`ClientMessage::DocHeads`].
+    DocHeads {
+        /// Folder the heads belong to.
+        folder: FolderId,
+        /// Automerge change hashes.
+        heads: Vec<[u8; 32]>,
+    },
+    /// See [`ClientMessage::DocChanges`]; sent to every other online device after a merge.
+    DocChanges {
+        /// Folder the changes belong to.
+        folder: FolderId,
+        /// Raw change chunks, in causal order.
+        changes: Vec<Vec<u8>>,
+    },
+    /// The answer to `ChunkQuery`: the subset the relay lacks.
+    ChunkMissing {
+        /// The query's request id.
+        request: u32,
+        /// Ids the relay does not store for this user.
+        ids: Vec<ChunkId>,
+    },
+    /// A chunk or blob was verified and committed.
+    ChunkStored {
+        /// The stored blob.
+        id: ChunkId,
+    },
+    /// One piece of a requested chunk or blob.
+    ChunkData(ChunkPiece),
+    /// A requested blob is not stored for this user.
+    ChunkUnavailable {
+        /// The blob asked for.
+        id: ChunkId,
+    },
+    /// A one-time pairing code.
+    PairCode {
+        /// The code to type on the new device.
+        code: String,
+        /// When it stops working.
+        expires: WallTime,
+        /// Whether the device that uses it will be read-only.
+        read_only: bool,
+    },
+    /// The account's devices.
+    Devices(Vec<DeviceInfo>),
+    /// Which of the account's other devices are online now.
+    Presence {
+        /// Online devices, this one excluded.
+        online: Vec<DeviceId>,
+    },
+    /// A device was revoked (the answer to `Revoke`).
+    Revoked {
+        /// The revoked device.
+        device: DeviceId,
+    },
+    /// A request failed; the connection stays open unless a close follows.
+    Error {
+        /// What kind of failure.
+        code: ErrorCode,
+        /// A sentence for logs and people.
+        message: String,
+    },
+    /// Answer to `Ping`.
+    Pong(u64),
+}
+
+/// How a device proves itself in `Hello`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The protocol version the device chose (at most the relay's).
+    pub version: u16,
+    /// The account name.
+    pub user: String,
+    /// The device's public key.
+    pub device: DeviceId,
+    /// Known device, or enrolment with a code.
+    pub proof: AuthProof,
+    /// Signature over [`crate::auth::challenge::signed_message`].
+    pub signature: Vec<u8>,
+}
+
+/// Whether the device is already enrolled or enrols now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthProof {
+    /// An enrolled device logging in.
+    Device,
+    /// A new device enrolling with an invite or pairing code.
+    Enrol {
+        /// The one-time code.
+        code: String,
+        /// A name for people, such as "laptop".
+        device_name: String,
+    },
+}
+
+/// One piece of a blob on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkPiece {
+    /// SHA-256 of the blob's raw bytes.
+    pub id: ChunkId,
+    /// Length of the raw (uncompressed) blob: decompression is bounded by it.
+    pub raw_len: u32,
+    /// How `data` is encoded.
+    pub codec: ChunkCodec,
+    /// Total length of the encoded blob.
+    pub encoded_len: u32,
+    /// Offset of this piece within the encoded blob.
+    pub offset: u32,
+    /// The piece.
+    pub data: Vec<u8>,
+}
+
+/// Encoding of a blob's bytes on the wire and at rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChunkCodec {
+    /// Raw bytes (compression did not shrink them).
+    Raw,
+    /// A zstd frame.
+    Zstd,
+}
+
+/// An entry of the account's device list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// The device key.
+    pub device: DeviceId,
+    /// Its name.
+    pub name: String,
+    /// When it enrolled.
+    pub enrolled: WallTime,
+    /// Which device issued its pairing code (none for the invite).
+    pub enrolled_by: Option<DeviceId>,
+    /// Whether it may only read.
+    pub read_only: bool,
+    /// When it was revoked, if it was.
+    pub revoked: Option<WallTime>,
+    /// Whether it is connected now.
+    pub online: bool,
+}
+
+/// Machine-readable failure kinds in `ServerMessage::Error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The message could not be decoded or broke a rule of the protocol.
+    BadMessage,
+    /// A size or rate limit was exceeded.
+    Limit,
+    /// The account's storage quota is full.
+    Quota,
+    /// A blob's bytes did not hash to its id.
+    HashMismatch,
+    /// Read-only devices may not write.
+    ReadOnly,
+    /// The request named something that does not exist for this account.
+    NotFound,
+    /// The relay failed internally; the request may be retried.
+    Internal,
+}
+
+/// WebSocket close codes the agent acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum CloseCode {
+    /// Authentication failed: bad signature, unknown device or wrong code.
+    BadAuth = 4001,
+    /// The protocol version is not supported.
+    UnsupportedVersion = 4002,
+    /// The device was revoked.
+    Revoked = 4003,
+    /// The handshake did not finish in time.
+    HandshakeTimeout = 4004,
+    /// A limit was broken badly enough to disconnect.
+    Limit = 4008,
+}
+
+impl CloseCode {
+    /// The numeric close code.
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+
+    /// The close code for a number, if it is one of ours.
+    pub fn from_code(code: u16) -> Option<CloseCode> {
+        [
+            CloseCode::BadAuth,
+            CloseCode::UnsupportedVersion,
+            CloseCode::Revoked,
+            CloseCode::HandshakeTimeout,
+            CloseCode::Limit,
+        ]
+        .into_iter()
+        .find(|c| c.code() == code)
+    }
+}

@@ -1,0 +1,1 @@
+//! Support for cloud3 end-to-end tests.

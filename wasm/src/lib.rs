@@ -1,0 +1,1 @@
+//! cloud3 wasm bindings.
