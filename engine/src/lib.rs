@@ -14,5 +14,6 @@
 pub mod auth;
 pub mod chunk;
 pub mod ids;
+pub mod session;
 pub mod time;
 pub mod wire;

@@ -1,0 +1,158 @@
+//! Document sync with one peer: heads out, missing changes back.
+//!
+//! Each side remembers which heads the peer is known to have (`their_heads`). A `Heads` message says
+//! "this is what I have"; the receiver answers with every change the sender lacks (computed from the
+//! heads it recognises plus what it already knew the peer had) and, when the sender had changes it
+//! does not recognise, with its own heads so the sender can do the same. Applying changes is
+//! acknowledged with the new heads. Two peers reach equal heads in a bounded number of rounds, and
+//! bytes on the wire stay proportional to the changes exchanged: this is the fix for Automerge's
+//! sync generator, which sends the whole document when the peer lacks many changes.
+
+use std::collections::BTreeSet;
+
+use crate::wire::limits::MAX_CHANGES_BYTES;
+
+/// A change hash.
+pub type ChangeHash = [u8; 32];
+
+/// Why a document refused changes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("changes refused: {0}")]
+pub struct SyncDocError(pub String);
+
+/// What [`PeerSync`] needs of a document.
+pub trait SyncDoc {
+    /// Current heads.
+    fn heads(&mut self) -> Vec<ChangeHash>;
+    /// Whether this change is in the document.
+    fn has_change(&mut self, hash: &ChangeHash) -> bool;
+    /// Raw bytes of every change not among `heads` or their ancestors, in causal order.
+    fn changes_since(&mut self, heads: &[ChangeHash]) -> Vec<Vec<u8>>;
+    /// Validates and applies raw changes; returns the hashes of the changes given.
+    fn apply_changes(&mut self, changes: Vec<Vec<u8>>) -> Result<Vec<ChangeHash>, SyncDocError>;
+}
+
+/// A message for the peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DocOutgoing {
+    /// Send `DocHeads`.
+    Heads(Vec<ChangeHash>),
+    /// Send `DocChanges` (already split to fit one message each).
+    Changes(Vec<Vec<u8>>),
+}
+
+/// Sync state for one document and one peer. Its `their_heads` may be saved between connections
+/// ([`PeerSync::their_heads`], [`PeerSync::with_their_heads`]).
+#[derive(Clone, Debug, Default)]
+pub struct PeerSync {
+    their_heads: BTreeSet<ChangeHash>,
+    /// Unknown heads the peer reported that we already asked for with our heads.
+    requested_for: BTreeSet<ChangeHash>,
+}
+
+impl PeerSync {
+    /// A peer we know nothing about.
+    pub fn new() -> PeerSync {
+        PeerSync::default()
+    }
+
+    /// A peer known to have (at least) these heads, e.g. restored from storage.
+    pub fn with_their_heads(heads: impl IntoIterator<Item = ChangeHash>) -> PeerSync {
+        PeerSync {
+            their_heads: heads.into_iter().collect(),
+            requested_for: BTreeSet::new(),
+        }
+    }
+
+    /// Heads the peer is known to have.
+    pub fn their_heads(&self) -> Vec<ChangeHash> {
+        self.their_heads.iter().copied().collect()
+    }
+
+    /// The first message of a round: our heads.
+    pub fn start(&mut self, doc: &mut impl SyncDoc) -> Vec<DocOutgoing> {
+        self.requested_for.clear();
+        vec![DocOutgoing::Heads(doc.heads())]
+    }
+
+    /// The peer told us its heads.
+    pub fn on_heads(&mut self, doc: &mut impl SyncDoc, heads: Vec<ChangeHash>) -> Vec<DocOutgoing> {
+        let (known, unknown): (Vec<_>, Vec<_>) = heads.into_iter().partition(|h| doc.has_change(h));
+        if unknown.is_empty() {
+            // They have exactly these heads and their ancestors.
+            self.their_heads = known.into_iter().collect();
+        } else {
+            self.their_heads.extend(known);
+            self.their_heads.retain(|h| doc.has_change(h));
+        }
+        let mut out = self.push(doc);
+        let fresh: Vec<_> = unknown
+            .into_iter()
+            .filter(|h| !self.requested_for.contains(h))
+            .collect();
+        if !fresh.is_empty() {
+            // They have changes we lack: tell them what we have so they send them.
+            self.requested_for.extend(fresh);
+            out.push(DocOutgoing::Heads(doc.heads()));
+        }
+        out
+    }
+
+    /// The peer sent changes. On success the answer acknowledges them with our new heads.
+    pub fn on_changes(
+        &mut self,
+        doc: &mut impl SyncDoc,
+        changes: Vec<Vec<u8>>,
+    ) -> Result<Vec<DocOutgoing>, SyncDocError> {
+        let applied = doc.apply_changes(changes)?;
+        // The sender has what it sent us.
+        self.their_heads.extend(applied);
+        self.requested_for.retain(|h| !doc.has_change(h));
+        Ok(vec![DocOutgoing::Heads(doc.heads())])
+    }
+
+    /// Our document changed (a local commit, or changes merged from another peer): send what the
+    /// peer lacks.
+    pub fn on_local_change(&mut self, doc: &mut impl SyncDoc) -> Vec<DocOutgoing> {
+        self.push(doc)
+    }
+
+    fn push(&mut self, doc: &mut impl SyncDoc) -> Vec<DocOutgoing> {
+        let have: Vec<_> = self.their_heads.iter().copied().collect();
+        let changes = doc.changes_since(&have);
+        if changes.is_empty() {
+            return Vec::new();
+        }
+        // Optimistic: the transport is ordered and reliable while connected; a reconnect starts a
+        // new round from the peer's real heads.
+        self.their_heads = doc.heads().into_iter().collect();
+        split_changes(changes)
+            .into_iter()
+            .map(DocOutgoing::Changes)
+            .collect()
+    }
+}
+
+/// Splits changes into groups whose total size fits one message. A single change larger than the
+/// limit travels alone (callers keep commits small; the receiver refuses oversized frames).
+pub fn split_changes(changes: Vec<Vec<u8>>) -> Vec<Vec<Vec<u8>>> {
+    let mut groups: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut size = 0usize;
+    for change in changes {
+        let fits = size + change.len() <= MAX_CHANGES_BYTES;
+        match groups.last_mut() {
+            Some(group) if fits => {
+                size += change.len();
+                group.push(change);
+            }
+            _ => {
+                size = change.len();
+                groups.push(vec![change]);
+            }
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests;
