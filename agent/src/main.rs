@@ -1,2 +1,15 @@
-//! cloud3 agent.
-fn main() {}
+//! `cloud3`: the agent's command line. Parses arguments and hands over to `cmd`.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    cloud3_agent::logging::init();
+    let cli = cloud3_agent::cli::Cli::parse();
+    match cloud3_agent::cmd::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("cloud3: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

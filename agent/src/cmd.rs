@@ -1,0 +1,82 @@
+//! One file per subcommand; [`run`] dispatches.
+
+mod devices;
+mod init;
+mod pair;
+mod revoke;
+
+use std::path::Path;
+
+use cloud3_engine::auth::DeviceKey;
+use cloud3_engine::wire::AuthProof;
+
+use crate::cli::{Cli, Command};
+use crate::connection::Connection;
+use crate::error::AgentError;
+use crate::state::{Config, StateDir};
+
+/// Runs one command to completion.
+pub fn run(cli: Cli) -> Result<(), AgentError> {
+    match cli.command {
+        Command::Init {
+            dir,
+            relay,
+            user,
+            invite,
+            pair,
+            device_name,
+        } => init::run(&dir, &relay, &user, invite.or(pair), device_name),
+        Command::Pair { dir, read_only } => pair::run(&dir.dir, read_only),
+        Command::Devices { dir } => devices::run(&dir.dir),
+        Command::Revoke { device, dir } => revoke::run(&dir.dir, &device),
+        Command::Run { .. }
+        | Command::Sync { .. }
+        | Command::Status { .. }
+        | Command::History { .. }
+        | Command::Restore { .. } => Err(AgentError::Usage(
+            "this command is not in this build yet".into(),
+        )),
+    }
+}
+
+/// An initialised folder's config and key.
+pub(crate) struct Folder {
+    pub(crate) state: StateDir,
+    pub(crate) config: Config,
+    pub(crate) key: DeviceKey,
+}
+
+impl Folder {
+    /// Opens the folder at `dir`, or explains that it is not initialised.
+    pub(crate) fn open(dir: &Path) -> Result<Folder, AgentError> {
+        let state = StateDir::of(dir);
+        if !state.exists() {
+            return Err(AgentError::NotInitialised(dir.to_owned()));
+        }
+        Ok(Folder {
+            config: state.load_config()?,
+            key: state.load_key()?,
+            state,
+        })
+    }
+
+    /// An authenticated connection to the folder's relay.
+    pub(crate) async fn connect(&self) -> Result<Connection, AgentError> {
+        Connection::open(
+            &self.config.relay,
+            &self.config.user,
+            &self.key,
+            AuthProof::Device,
+        )
+        .await
+    }
+}
+
+/// A single-threaded runtime for short request/response commands.
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, AgentError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AgentError::Protocol(format!("cannot start the async runtime: {e}")))?;
+    Ok(runtime.block_on(future))
+}

@@ -1,0 +1,163 @@
+//! A WebSocket connection to the relay, authenticated by the challenge-response handshake.
+//!
+//! The relay speaks first (a `Challenge`); this device answers with a signed `Hello` and gets a
+//! `Welcome` or a close code, which is turned into an [`AgentError`] the user can act on.
+
+use std::time::Duration;
+
+use cloud3_engine::auth::DeviceKey;
+use cloud3_engine::auth::challenge::sign_hello;
+use cloud3_engine::ids::DeviceId;
+use cloud3_engine::wire::{
+    self, AuthProof, ClientMessage, CloseCode, ServerMessage, limits::MAX_MESSAGE_BYTES,
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::error::AgentError;
+
+/// How long connecting plus the handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// An authenticated connection.
+pub struct Connection {
+    socket: Socket,
+    url: String,
+    /// Whether the relay treats this device as read-only.
+    pub read_only: bool,
+    /// This device.
+    pub device: DeviceId,
+}
+
+impl Connection {
+    /// Connects to `relay` (`ws://HOST:PORT`) and authenticates as `user` with `key`.
+    pub async fn open(
+        relay: &str,
+        user: &str,
+        key: &DeviceKey,
+        proof: AuthProof,
+    ) -> Result<Connection, AgentError> {
+        let url = format!("{}/ws", relay.trim_end_matches('/'));
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, Self::handshake(&url, user, key, proof))
+            .await
+            .map_err(|_| AgentError::Unreachable {
+                url: url.clone(),
+                message: "handshake timed out".into(),
+            })?
+    }
+
+    async fn handshake(
+        url: &str,
+        user: &str,
+        key: &DeviceKey,
+        proof: AuthProof,
+    ) -> Result<Connection, AgentError> {
+        let mut config = WebSocketConfig::default();
+        config.max_message_size = Some(MAX_MESSAGE_BYTES + 1024);
+        config.max_frame_size = Some(MAX_MESSAGE_BYTES + 1024);
+        let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+            .await
+            .map_err(|e| AgentError::Unreachable {
+                url: url.to_owned(),
+                message: e.to_string(),
+            })?;
+        let mut connection = Connection {
+            socket,
+            url: url.to_owned(),
+            read_only: false,
+            device: key.device_id(),
+        };
+        let (relay_id, nonce) = match connection.recv().await? {
+            ServerMessage::Challenge {
+                version,
+                relay_id,
+                nonce,
+            } if version >= wire::PROTOCOL_VERSION => (relay_id, nonce),
+            ServerMessage::Challenge { version, .. } => {
+                return Err(AgentError::UnsupportedVersion(format!(
+                    "relay speaks version {version}, this agent {}",
+                    wire::PROTOCOL_VERSION
+                )));
+            }
+            other => return Err(unexpected(&other)),
+        };
+        let hello = sign_hello(key, &relay_id, &nonce, user, proof);
+        connection.send(&ClientMessage::Hello(hello)).await?;
+        match connection.recv().await? {
+            ServerMessage::Welcome { read_only, .. } => {
+                connection.read_only = read_only;
+                Ok(connection)
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, message: &ClientMessage) -> Result<(), AgentError> {
+        self.socket
+            .send(Message::Binary(wire::encode_client(message).into()))
+            .await
+            .map_err(|e| self.broken(e))
+    }
+
+    /// Receives the next message; a close frame becomes the error its code means.
+    pub async fn recv(&mut self) -> Result<ServerMessage, AgentError> {
+        loop {
+            let frame = match self.socket.next().await {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => return Err(self.broken(e)),
+                None => return Err(AgentError::Protocol("relay closed the connection".into())),
+            };
+            match frame {
+                Message::Binary(bytes) => {
+                    return wire::decode_server(&bytes)
+                        .map_err(|e| AgentError::Protocol(e.to_string()));
+                }
+                Message::Close(frame) => return Err(close_error(frame)),
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                Message::Text(_) => {
+                    return Err(AgentError::Protocol("relay sent a text frame".into()));
+                }
+            }
+        }
+    }
+
+    /// Closes politely.
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+
+    fn broken(&self, error: tungstenite::Error) -> AgentError {
+        AgentError::Protocol(format!("{}: {error}", self.url))
+    }
+}
+
+fn close_error(frame: Option<tungstenite::protocol::CloseFrame>) -> AgentError {
+    let Some(frame) = frame else {
+        return AgentError::Protocol("relay closed the connection".into());
+    };
+    let reason = frame.reason.to_string();
+    let code = match frame.code {
+        WsCloseCode::Library(code) => CloseCode::from_code(code),
+        _ => None,
+    };
+    match code {
+        Some(CloseCode::BadAuth) => AgentError::AuthRefused(reason),
+        Some(CloseCode::Revoked) => AgentError::Revoked,
+        Some(CloseCode::UnsupportedVersion) => AgentError::UnsupportedVersion(reason),
+        _ => AgentError::Protocol(format!("relay closed the connection: {reason}")),
+    }
+}
+
+fn unexpected(message: &ServerMessage) -> AgentError {
+    match message {
+        ServerMessage::Error { message, .. } => AgentError::Refused(message.clone()),
+        other => AgentError::Protocol(format!("unexpected message from relay: {other:?}")),
+    }
+}

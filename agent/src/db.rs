@@ -1,0 +1,260 @@
+//! The agent's redb database: the file index, the folder document and sync metadata.
+//!
+//! Tables (all values postcard or raw bytes; the layout is a boundary, see ARCHITECTURE.md):
+//! - `index`: relative path -> [`IndexEntry`], what this device last saw at that path.
+//! - `doc_log`: sequence -> Automerge bytes; entry 0 may be a full snapshot, later entries
+//!   incremental saves. Loading concatenates them.
+//! - `meta`: small named values (the relay's known heads, last sync time).
+//!
+//! Every change of local state goes through [`LocalDb::commit`], one transaction per batch.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use cloud3_engine::ids::{ChunkId, NodeId};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AgentError;
+
+const INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("index");
+const DOC_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("doc_log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The document log is folded into one snapshot when it has more entries than this.
+const DOC_LOG_COMPACT_AT: u64 = 256;
+
+/// What this device last saw at a path: enough to tell an unchanged file without reading it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// The document node materialised or scanned at this path.
+    pub node: NodeId,
+    /// 0 file, 1 dir, 2 symlink.
+    pub kind: u8,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// Inode number.
+    pub inode: u64,
+    /// Mode bits.
+    pub mode: u32,
+    /// Content hash (files and symlinks).
+    pub content: Option<ChunkId>,
+    /// The file's chunks with their lengths, in order (files only), for local chunk reuse.
+    pub chunks: Vec<(ChunkId, u32)>,
+    /// When this entry was written, nanoseconds since the epoch (git's racy-file rule).
+    pub indexed_ns: i128,
+}
+
+/// One batch of changes to local state, committed atomically.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Index entries to write.
+    pub put: Vec<(String, IndexEntry)>,
+    /// Index paths to remove.
+    pub remove: Vec<String>,
+    /// Incremental document bytes to append (empty: none).
+    pub doc_append: Vec<u8>,
+    /// A full document snapshot replacing the log (empty: none).
+    pub doc_snapshot: Vec<u8>,
+    /// Named metadata values to write.
+    pub meta: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl Batch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.put.is_empty()
+            && self.remove.is_empty()
+            && self.doc_append.is_empty()
+            && self.doc_snapshot.is_empty()
+            && self.meta.is_empty()
+    }
+}
+
+/// The open database.
+pub struct LocalDb {
+    db: Database,
+    path: PathBuf,
+}
+
+impl LocalDb {
+    /// Opens or creates the database at `path`.
+    pub fn open(path: &Path) -> Result<LocalDb, AgentError> {
+        let db = Database::create(path).map_err(|e| db_error(path, e))?;
+        let local = LocalDb {
+            db,
+            path: path.to_owned(),
+        };
+        let txn = local.db.begin_write().map_err(|e| local.error(e))?;
+        {
+            txn.open_table(INDEX).map_err(|e| local.error(e))?;
+            txn.open_table(DOC_LOG).map_err(|e| local.error(e))?;
+            txn.open_table(META).map_err(|e| local.error(e))?;
+        }
+        txn.commit().map_err(|e| local.error(e))?;
+        Ok(local)
+    }
+
+    /// The whole file index.
+    pub fn load_index(&self) -> Result<BTreeMap<String, IndexEntry>, AgentError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(INDEX).map_err(|e| self.error(e))?;
+        let mut index = BTreeMap::new();
+        for row in table.iter().map_err(|e| self.error(e))? {
+            let (path, value) = row.map_err(|e| self.error(e))?;
+            let entry: IndexEntry = postcard::from_bytes(value.value()).map_err(|e| self.error(e))?;
+            index.insert(path.value().to_owned(), entry);
+        }
+        Ok(index)
+    }
+
+    /// The stored document bytes (snapshot and increments concatenated), empty if none.
+    pub fn load_doc(&self) -> Result<Vec<u8>, AgentError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(DOC_LOG).map_err(|e| self.error(e))?;
+        let mut bytes = Vec::new();
+        for row in table.iter().map_err(|e| self.error(e))? {
+            let (_, value) = row.map_err(|e| self.error(e))?;
+            bytes.extend_from_slice(value.value());
+        }
+        Ok(bytes)
+    }
+
+    /// Whether the document log is long enough to be folded into a snapshot.
+    pub fn doc_log_is_long(&self) -> Result<bool, AgentError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(DOC_LOG).map_err(|e| self.error(e))?;
+        Ok(table.len().map_err(|e| self.error(e))? > DOC_LOG_COMPACT_AT)
+    }
+
+    /// A named metadata value.
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, AgentError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(META).map_err(|e| self.error(e))?;
+        Ok(table
+            .get(name)
+            .map_err(|e| self.error(e))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Commits a batch in one durable transaction.
+    pub fn commit(&self, batch: Batch) -> Result<(), AgentError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        {
+            let mut index = txn.open_table(INDEX).map_err(|e| self.error(e))?;
+            for path in &batch.remove {
+                index.remove(path.as_str()).map_err(|e| self.error(e))?;
+            }
+            for (path, entry) in &batch.put {
+                let bytes = postcard::to_allocvec(entry).map_err(|e| self.error(e))?;
+                index
+                    .insert(path.as_str(), bytes.as_slice())
+                    .map_err(|e| self.error(e))?;
+            }
+            let mut log = txn.open_table(DOC_LOG).map_err(|e| self.error(e))?;
+            if !batch.doc_snapshot.is_empty() {
+                log.retain(|_, _| false).map_err(|e| self.error(e))?;
+                log.insert(0, batch.doc_snapshot.as_slice())
+                    .map_err(|e| self.error(e))?;
+            }
+            if !batch.doc_append.is_empty() {
+                let next = match log.last().map_err(|e| self.error(e))? {
+                    Some((seq, _)) => seq.value() + 1,
+                    None => 0,
+                };
+                log.insert(next, batch.doc_append.as_slice())
+                    .map_err(|e| self.error(e))?;
+            }
+            let mut meta = txn.open_table(META).map_err(|e| self.error(e))?;
+            for (name, value) in &batch.meta {
+                meta.insert(*name, value.as_slice())
+                    .map_err(|e| self.error(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.error(e))
+    }
+
+    fn error(&self, error: impl std::fmt::Display) -> AgentError {
+        db_error(&self.path, error)
+    }
+}
+
+fn db_error(path: &Path, error: impl std::fmt::Display) -> AgentError {
+    AgentError::Database {
+        path: path.to_owned(),
+        message: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(node: u8) -> IndexEntry {
+        IndexEntry {
+            node: NodeId([node; 16]),
+            kind: 0,
+            size: 3,
+            mtime_ns: 1,
+            inode: 2,
+            mode: 0o644,
+            content: Some(ChunkId([node; 32])),
+            chunks: vec![(ChunkId([node; 32]), 3)],
+            indexed_ns: 5,
+        }
+    }
+
+    #[test]
+    fn batches_persist_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.redb");
+        {
+            let db = LocalDb::open(&path).unwrap();
+            db.commit(Batch {
+                put: vec![("a/b".into(), entry(1)), ("c".into(), entry(2))],
+                doc_append: vec![1, 2],
+                meta: vec![("relay_heads", vec![9])],
+                ..Batch::default()
+            })
+            .unwrap();
+            db.commit(Batch {
+                remove: vec!["c".into()],
+                doc_append: vec![3],
+                ..Batch::default()
+            })
+            .unwrap();
+        }
+        let db = LocalDb::open(&path).unwrap();
+        let index = db.load_index().unwrap();
+        assert_eq!(index.len(), 1);
+        assert_eq!(index["a/b"], entry(1));
+        assert_eq!(db.load_doc().unwrap(), vec![1, 2, 3]);
+        assert_eq!(db.meta("relay_heads").unwrap(), Some(vec![9]));
+        assert_eq!(db.meta("missing").unwrap(), None);
+    }
+
+    #[test]
+    fn a_snapshot_replaces_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = LocalDb::open(&dir.path().join("a.redb")).unwrap();
+        for byte in 0..5u8 {
+            db.commit(Batch {
+                doc_append: vec![byte],
+                ..Batch::default()
+            })
+            .unwrap();
+        }
+        db.commit(Batch {
+            doc_snapshot: vec![7, 7],
+            doc_append: vec![8],
+            ..Batch::default()
+        })
+        .unwrap();
+        assert_eq!(db.load_doc().unwrap(), vec![7, 7, 8]);
+    }
+}

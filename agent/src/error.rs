@@ -1,0 +1,92 @@
+//! The agent's error type: what failed, on what.
+
+use std::path::{Path, PathBuf};
+
+/// Everything that can stop an agent command.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A filesystem operation failed.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid.
+    #[error("invalid config {}: {message}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The device key is readable by other users.
+    #[error("device key {} is readable by others: run chmod 600 on it", path.display())]
+    KeyPermissions {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The device key file is damaged.
+    #[error("device key {} is damaged", path.display())]
+    KeyCorrupt {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The OS gave no randomness.
+    #[error("no randomness from the operating system: {0}")]
+    Random(String),
+    /// The folder is not set up.
+    #[error("{} is not a cloud3 folder: run `cloud3 init` first", .0.display())]
+    NotInitialised(PathBuf),
+    /// The folder is already set up.
+    #[error("{} is already a cloud3 folder", .0.display())]
+    AlreadyInitialised(PathBuf),
+    /// The relay could not be reached.
+    #[error("cannot reach relay {url}: {message}")]
+    Unreachable {
+        /// The relay URL.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// The relay refused this device's authentication.
+    #[error("the relay refused authentication: {0}")]
+    AuthRefused(String),
+    /// This device was revoked.
+    #[error("this device was revoked; local files are untouched")]
+    Revoked,
+    /// The relay speaks another protocol version.
+    #[error("the relay does not support this protocol version: {0}")]
+    UnsupportedVersion(String),
+    /// The relay answered a request with an error.
+    #[error("the relay refused: {0}")]
+    Refused(String),
+    /// The connection broke or the relay broke the protocol.
+    #[error("connection to the relay failed: {0}")]
+    Protocol(String),
+    /// The local database failed.
+    #[error("local database {}: {message}", path.display())]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The command was used wrongly.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl AgentError {
+    /// An [`AgentError::Io`] for `op` on `path`.
+    pub fn io(op: &'static str, path: &Path, source: std::io::Error) -> AgentError {
+        AgentError::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The cloud3 agent: watches a folder, scans, chunks and uploads what the relay lacks, downloads
+//! and atomically materialises what other devices changed. It performs what the engine decides.
+
+pub mod cli;
+pub mod cmd;
+pub mod connection;
+pub mod db;
+pub mod error;
+pub mod logging;
+pub mod state;
