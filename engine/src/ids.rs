@@ -63,7 +63,7 @@ impl FromStr for ChunkId {
 ///
 /// Fresh nodes get 16 random bytes from the caller; conflict copies get an id derived from what
 /// conflicted ([`NodeId::derived`]) so that every device resolving the same conflict agrees.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NodeId(pub [u8; 16]);
 
 impl NodeId {

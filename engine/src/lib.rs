@@ -14,6 +14,9 @@
 pub mod auth;
 pub mod chunk;
 pub mod ids;
+pub mod materialise;
+pub mod scan;
 pub mod session;
 pub mod time;
+pub mod tree;
 pub mod wire;

@@ -1,0 +1,397 @@
+//! The tree derived from a merged document: deterministic, so every replica that saw the same
+//! changes shows byte-identical trees, whatever order the changes arrived in.
+//!
+//! Rules (shared/DESIGN.md section 3), applied in order:
+//! 1. Multi-valued name, parent, kind or mode (concurrent renames, moves, chmods): the last value
+//!    in Automerge's order wins, the same on every replica.
+//! 2. Concurrent contents: the winner is the latest `written_at`, then the higher author id; each
+//!    other version becomes a conflict copy beside it, with an id derived from the node and that
+//!    version, named `NAME (conflict from DEVICE YYYY-MM-DD HHMMSS).EXT`.
+//! 3. Edit beats delete: a file is deleted only if its tombstone saw the content it now has.
+//! 4. Invalid names are skipped with a warning (and their subtree); a missing or non-directory
+//!    parent means the root; move cycles are broken by moving the smallest id in the cycle to the
+//!    root. A deleted directory that still holds a live node stays.
+//! 5. Two live nodes with one name in a directory: real nodes before conflict copies, then the
+//!    smaller id keeps the name; each other one gets a conflict name (made unique if needed).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::content::Content;
+use super::document::{FolderDoc, NodeRecord};
+use super::{NodeKind, conflict_name, validate_name};
+use crate::ids::{NodeId, ShortDeviceId};
+use crate::scan::RemoteEntry;
+use crate::time::WallTime;
+
+/// A node as the derived tree shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DerivedNode {
+    /// Its id.
+    pub id: NodeId,
+    /// Its parent directory (the root is [`NodeId::ROOT`]).
+    pub parent: NodeId,
+    /// Its name in that directory (after conflict renaming).
+    pub name: String,
+    /// File, directory or symlink.
+    pub kind: NodeKind,
+    /// Mode bits.
+    pub mode: u32,
+    /// Content (files and symlinks).
+    pub content: Option<Content>,
+    /// For a conflict copy not yet written to the document: the node it came from.
+    pub conflict_of: Option<NodeId>,
+}
+
+/// A derived conflict copy of a node's losing content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConflictCopy {
+    /// Its deterministic id.
+    pub id: NodeId,
+    /// Its name.
+    pub name: String,
+    /// The losing content.
+    pub content: Content,
+}
+
+/// The winner among a node's concurrent contents, and a conflict copy for each other one.
+pub fn content_winner_and_copies(
+    record: &NodeRecord,
+    device_name: &dyn Fn(ShortDeviceId) -> String,
+) -> (Option<Content>, Vec<ConflictCopy>) {
+    let Some(winner) = record
+        .contents
+        .iter()
+        .max_by_key(|c| (c.written_at, c.author))
+        .cloned()
+    else {
+        return (None, Vec::new());
+    };
+    let name = NodeRecord::pick(&record.names).unwrap_or_default();
+    let copies = record
+        .contents
+        .iter()
+        .filter(|c| **c != winner)
+        .map(|loser| ConflictCopy {
+            id: NodeId::derived("cloud3 conflict", &[&record.id.0, &loser.encode()]),
+            name: conflict_name(&name, &device_name(loser.author), loser.written_at),
+            content: loser.clone(),
+        })
+        .collect();
+    (Some(winner), copies)
+}
+
+/// The folder's tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DerivedTree {
+    nodes: HashMap<NodeId, DerivedNode>,
+    paths: BTreeMap<String, NodeId>,
+    path_of: HashMap<NodeId, String>,
+    warnings: Vec<String>,
+}
+
+struct Work {
+    node: DerivedNode,
+    deleted: bool,
+    valid: bool,
+    author: ShortDeviceId,
+    time: WallTime,
+}
+
+impl DerivedTree {
+    /// Derives the tree of `doc`.
+    pub fn build(doc: &FolderDoc) -> DerivedTree {
+        let names = |short: ShortDeviceId| doc.device_name(short);
+        let records = doc.records();
+        let real: HashSet<NodeId> = records.iter().map(|r| r.id).collect();
+        let mut work: HashMap<NodeId, Work> = HashMap::with_capacity(records.len());
+        let mut warnings = Vec::new();
+        for record in &records {
+            let Some(kind) = NodeRecord::pick(&record.kinds) else {
+                warnings.push(format!("node {} has no kind, skipped", record.id));
+                continue;
+            };
+            let name = NodeRecord::pick(&record.names).unwrap_or_default();
+            let parent = NodeRecord::pick(&record.parents).unwrap_or(NodeId::ROOT);
+            let mode = NodeRecord::pick(&record.modes).unwrap_or(match kind {
+                NodeKind::Dir => 0o755,
+                _ => 0o644,
+            });
+            let (content, copies) = content_winner_and_copies(record, &names);
+            let deleted = match kind {
+                NodeKind::Dir => !record.tombstones.is_empty(),
+                _ => {
+                    let hash = content.as_ref().map(Content::hash);
+                    record.tombstones.iter().any(|t| t.seen == hash)
+                }
+            };
+            let valid = validate_name(&name).is_ok();
+            if !valid {
+                warnings.push(format!(
+                    "node {} has an invalid name {name:?}, skipped",
+                    record.id
+                ));
+            }
+            let (author, time) = match &content {
+                Some(c) => (c.author, c.written_at),
+                None => (
+                    NodeRecord::pick(&record.creators).unwrap_or(ShortDeviceId([0; 8])),
+                    NodeRecord::pick(&record.created).unwrap_or_default(),
+                ),
+            };
+            for copy in copies.into_iter().filter(|c| !real.contains(&c.id)) {
+                let copy_valid = validate_name(&copy.name).is_ok();
+                work.insert(
+                    copy.id,
+                    Work {
+                        node: DerivedNode {
+                            id: copy.id,
+                            parent,
+                            name: copy.name,
+                            kind,
+                            mode,
+                            conflict_of: Some(record.id),
+                            content: Some(copy.content.clone()),
+                        },
+                        deleted: false,
+                        valid: valid && copy_valid,
+                        author: copy.content.author,
+                        time: copy.content.written_at,
+                    },
+                );
+            }
+            work.insert(
+                record.id,
+                Work {
+                    node: DerivedNode {
+                        id: record.id,
+                        parent,
+                        name,
+                        kind,
+                        mode,
+                        content,
+                        conflict_of: None,
+                    },
+                    deleted,
+                    valid,
+                    author,
+                    time,
+                },
+            );
+        }
+        // Parents that do not exist or are not directories mean the root.
+        let is_dir: HashSet<NodeId> = work
+            .iter()
+            .filter(|(_, w)| w.node.kind == NodeKind::Dir)
+            .map(|(id, _)| *id)
+            .collect();
+        for w in work.values_mut() {
+            if w.node.parent != NodeId::ROOT && !is_dir.contains(&w.node.parent) {
+                w.node.parent = NodeId::ROOT;
+            }
+        }
+        break_cycles(&mut work);
+        // Children lists, then liveness bottom-up from the root.
+        let mut children: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
+        for (id, w) in &work {
+            if w.valid {
+                children.entry(w.node.parent).or_default().push(*id);
+            }
+        }
+        for list in children.values_mut() {
+            list.sort();
+        }
+        let mut live: HashSet<NodeId> = HashSet::new();
+        mark_live(NodeId::ROOT, &children, &work, &mut live);
+        // Names per directory, conflicts resolved, then paths.
+        let mut tree = DerivedTree {
+            warnings,
+            ..DerivedTree::default()
+        };
+        let mut stack = vec![(NodeId::ROOT, String::new())];
+        while let Some((dir, dir_path)) = stack.pop() {
+            let Some(kids) = children.get(&dir) else {
+                continue;
+            };
+            let mut visible: Vec<&Work> = kids
+                .iter()
+                .filter(|id| live.contains(id))
+                .filter_map(|id| work.get(id))
+                .collect();
+            // Real nodes before conflict copies, then by id.
+            visible.sort_by_key(|w| (w.node.conflict_of.is_some(), w.node.id));
+            let mut taken: HashSet<String> = HashSet::new();
+            let mut losers = Vec::new();
+            for w in visible {
+                if taken.insert(w.node.name.clone()) {
+                    tree.insert(w.node.clone(), &dir_path, &mut stack);
+                } else {
+                    losers.push(w);
+                }
+            }
+            for w in losers {
+                let base = conflict_name(&w.node.name, &names(w.author), w.time);
+                let mut name = base.clone();
+                let mut counter = 2;
+                while taken.contains(&name) {
+                    name = numbered(&base, counter);
+                    counter += 1;
+                }
+                taken.insert(name.clone());
+                let mut node = w.node.clone();
+                node.name = name;
+                tree.insert(node, &dir_path, &mut stack);
+            }
+        }
+        tree
+    }
+
+    fn insert(&mut self, node: DerivedNode, dir_path: &str, stack: &mut Vec<(NodeId, String)>) {
+        let path = if dir_path.is_empty() {
+            node.name.clone()
+        } else {
+            format!("{dir_path}/{}", node.name)
+        };
+        if node.kind == NodeKind::Dir {
+            stack.push((node.id, path.clone()));
+        }
+        self.paths.insert(path.clone(), node.id);
+        self.path_of.insert(node.id, path);
+        self.nodes.insert(node.id, node);
+    }
+
+    /// A node by id.
+    pub fn get(&self, id: NodeId) -> Option<&DerivedNode> {
+        self.nodes.get(&id)
+    }
+
+    /// A node's '/'-separated path relative to the folder.
+    pub fn path_of(&self, id: NodeId) -> Option<&str> {
+        self.path_of.get(&id).map(String::as_str)
+    }
+
+    /// The node at a path.
+    pub fn lookup(&self, path: &str) -> Option<NodeId> {
+        self.paths.get(path).copied()
+    }
+
+    /// Every (path, node) in path order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &DerivedNode)> {
+        self.paths
+            .iter()
+            .filter_map(|(path, id)| Some((path.as_str(), self.nodes.get(id)?)))
+    }
+
+    /// Number of visible nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the folder is empty.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// What was skipped and why.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// A canonical listing (path, id, kind, mode, content hash) to compare replicas.
+    pub fn canonical(&self) -> Vec<(String, NodeId, NodeKind, u32, Option<crate::ids::ChunkId>)> {
+        self.iter()
+            .map(|(path, n)| {
+                (
+                    path.to_owned(),
+                    n.id,
+                    n.kind,
+                    n.mode,
+                    n.content.as_ref().map(Content::hash),
+                )
+            })
+            .collect()
+    }
+
+    /// The tree as scan and materialise take it.
+    pub fn remote_entries(&self) -> HashMap<NodeId, RemoteEntry> {
+        self.iter()
+            .map(|(path, n)| {
+                (
+                    n.id,
+                    RemoteEntry {
+                        parent: n.parent,
+                        path: path.to_owned(),
+                        kind: n.kind,
+                        mode: n.mode,
+                        content: n.content.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// `name (2).ext` style numbering of a conflict name that is taken too.
+fn numbered(name: &str, counter: usize) -> String {
+    match name.rfind('.') {
+        Some(dot) if dot > 0 => format!("{} {counter}{}", &name[..dot], &name[dot..]),
+        _ => format!("{name} {counter}"),
+    }
+}
+
+/// Moves the smallest id of every parent cycle to the root, until none is left.
+fn break_cycles(work: &mut HashMap<NodeId, Work>) {
+    let mut done: HashSet<NodeId> = HashSet::with_capacity(work.len());
+    let mut ids: Vec<NodeId> = work.keys().copied().collect();
+    ids.sort();
+    for start in ids {
+        let mut chain: Vec<NodeId> = Vec::new();
+        let mut on_chain: HashSet<NodeId> = HashSet::new();
+        let mut current = start;
+        loop {
+            if current == NodeId::ROOT || done.contains(&current) {
+                break;
+            }
+            if !on_chain.insert(current) {
+                // `current` closes a cycle: the part of the chain from it onwards.
+                let from = chain.iter().position(|id| *id == current).unwrap_or(0);
+                let smallest = chain[from..].iter().min().copied().unwrap_or(current);
+                if let Some(w) = work.get_mut(&smallest) {
+                    w.node.parent = NodeId::ROOT;
+                }
+                break;
+            }
+            chain.push(current);
+            current = match work.get(&current) {
+                Some(w) => w.node.parent,
+                None => NodeId::ROOT,
+            };
+        }
+        done.extend(chain);
+    }
+}
+
+/// A node is live if it is not deleted or anything under it is live.
+fn mark_live(
+    root: NodeId,
+    children: &HashMap<NodeId, Vec<NodeId>>,
+    work: &HashMap<NodeId, Work>,
+    live: &mut HashSet<NodeId>,
+) {
+    // Iterative post-order: (node, children visited?).
+    let mut stack = vec![(root, false)];
+    while let Some((id, visited)) = stack.pop() {
+        let kids = children.get(&id);
+        if !visited {
+            stack.push((id, true));
+            for kid in kids.into_iter().flatten() {
+                stack.push((*kid, false));
+            }
+            continue;
+        }
+        let any_live_kid = kids.into_iter().flatten().any(|kid| live.contains(kid));
+        let deleted = work.get(&id).is_some_and(|w| w.deleted);
+        if id != root && (!deleted || any_live_kid) {
+            live.insert(id);
+        }
+    }
+}
