@@ -1,9 +1,13 @@
 //! One file per subcommand; [`run`] dispatches.
 
 mod devices;
+mod history;
 mod init;
 mod pair;
 mod revoke;
+mod run;
+mod status;
+mod sync;
 
 use std::path::Path;
 
@@ -29,26 +33,24 @@ pub fn run(cli: Cli) -> Result<(), AgentError> {
         Command::Pair { dir, read_only } => pair::run(&dir.dir, read_only),
         Command::Devices { dir } => devices::run(&dir.dir),
         Command::Revoke { device, dir } => revoke::run(&dir.dir, &device),
-        Command::Run { .. }
-        | Command::Sync { .. }
-        | Command::Status { .. }
-        | Command::History { .. }
-        | Command::Restore { .. } => Err(AgentError::Usage(
-            "this command is not in this build yet".into(),
-        )),
+        Command::Run { dir } => run::run(&dir.dir),
+        Command::Sync { dir } => sync::run(&dir.dir),
+        Command::Status { dir, json } => status::run(&dir.dir, json),
+        Command::History { path, dir } => history::run(&dir.dir, &path),
+        Command::Restore { path, version, dir } => history::restore(&dir.dir, &path, version),
     }
 }
 
 /// An initialised folder's config and key.
-pub(crate) struct Folder {
-    pub(crate) state: StateDir,
-    pub(crate) config: Config,
-    pub(crate) key: DeviceKey,
+pub struct Folder {
+    pub state: StateDir,
+    pub config: Config,
+    pub key: DeviceKey,
 }
 
 impl Folder {
     /// Opens the folder at `dir`, or explains that it is not initialised.
-    pub(crate) fn open(dir: &Path) -> Result<Folder, AgentError> {
+    pub fn open(dir: &Path) -> Result<Folder, AgentError> {
         let state = StateDir::of(dir);
         if !state.exists() {
             return Err(AgentError::NotInitialised(dir.to_owned()));
@@ -61,7 +63,7 @@ impl Folder {
     }
 
     /// An authenticated connection to the folder's relay.
-    pub(crate) async fn connect(&self) -> Result<Connection, AgentError> {
+    pub async fn connect(&self) -> Result<Connection, AgentError> {
         Connection::open(
             &self.config.relay,
             &self.config.user,

@@ -104,7 +104,8 @@ impl LocalDb {
         let mut index = BTreeMap::new();
         for row in table.iter().map_err(|e| self.error(e))? {
             let (path, value) = row.map_err(|e| self.error(e))?;
-            let entry: IndexEntry = postcard::from_bytes(value.value()).map_err(|e| self.error(e))?;
+            let entry: IndexEntry =
+                postcard::from_bytes(value.value()).map_err(|e| self.error(e))?;
             index.insert(path.value().to_owned(), entry);
         }
         Ok(index)

@@ -170,7 +170,10 @@ mod tests {
         let mode = fs::metadata(state.key_path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(state.load_key().unwrap().device_id(), key.device_id());
-        assert!(state.create_key().is_err(), "an existing key must never be replaced");
+        assert!(
+            state.create_key().is_err(),
+            "an existing key must never be replaced"
+        );
     }
 
     #[test]
@@ -180,7 +183,10 @@ mod tests {
         state.create().unwrap();
         state.create_key().unwrap();
         fs::set_permissions(state.key_path(), fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(state.load_key(), Err(AgentError::KeyPermissions { .. })));
+        assert!(matches!(
+            state.load_key(),
+            Err(AgentError::KeyPermissions { .. })
+        ));
     }
 
     #[test]

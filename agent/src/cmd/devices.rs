@@ -18,7 +18,11 @@ pub(crate) fn run(dir: &Path) -> Result<(), AgentError> {
             (None, false) => "offline",
         };
         let mode = if device.read_only { " read-only" } else { "" };
-        let this = if device.device == me { " (this device)" } else { "" };
+        let this = if device.device == me {
+            " (this device)"
+        } else {
+            ""
+        };
         println!(
             "{}  {:<20} {status}{mode}{this}",
             device.device.short(),

@@ -37,7 +37,10 @@ pub(crate) fn run(
     }
     let device = result?;
     println!("enrolled device {device_name} ({device}) for {user} at {relay}");
-    println!("run `cloud3 run --dir {}` to keep it in sync", dir.display());
+    println!(
+        "run `cloud3 run --dir {}` to keep it in sync",
+        dir.display()
+    );
     Ok(())
 }
 

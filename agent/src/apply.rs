@@ -1,0 +1,456 @@
+//! Performing a materialise plan on disk, safely.
+//!
+//! - Files are assembled in `.cloud3/tmp/`, fsynced and renamed into place; a replaced file is
+//!   hard-linked into `.cloud3/trash/` first, so its bytes survive and the swap stays atomic.
+//! - Before replacing, moving or removing anything, the disk is checked against the index entry
+//!   the plan expected: a file changed since it was last scanned is never touched (the next scan
+//!   records the change, and the document's conflict rules keep both versions).
+//! - No path is written through a symlink: every parent component must be a real directory.
+//! - Chunks come from local files when present (verified), else from the relay.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use cloud3_engine::chunk::Manifest;
+use cloud3_engine::ids::{ChunkId, NodeId};
+use cloud3_engine::materialise::FileAction;
+use cloud3_engine::scan::Known;
+use cloud3_engine::tree::{Content, ContentBody, NodeKind};
+
+use crate::db::{Batch, IndexEntry};
+use crate::error::AgentError;
+use crate::syncer::{Syncer, chunk_list, kind_byte, now_ns};
+use crate::transfer::Link;
+use crate::walk::{self, Stat};
+
+/// Files assembled per batch (bounds open files and memory).
+const WRITE_BATCH_FILES: usize = 256;
+
+/// What applying a plan did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Actions performed.
+    pub done: usize,
+    /// Actions skipped because the disk changed since the last scan (a rescan is due).
+    pub skipped: usize,
+}
+
+/// Performs `actions` in order; writes fetch what they need through `link` (none: offline, so
+/// writes needing remote chunks are skipped until the next connection).
+pub async fn apply(
+    syncer: &mut Syncer,
+    mut link: Option<&mut Link>,
+    actions: Vec<FileAction>,
+) -> Result<Applied, AgentError> {
+    let mut applied = Applied::default();
+    let mut writes = Vec::new();
+    for action in actions {
+        match action {
+            FileAction::Write {
+                path,
+                node,
+                content,
+                mode,
+                replaces,
+            } => writes.push(PendingWrite {
+                path,
+                node,
+                content,
+                mode,
+                replaces,
+            }),
+            other => {
+                let mut batch = Batch::default();
+                if perform(syncer, &other, &mut batch)? {
+                    applied.done += 1;
+                } else {
+                    applied.skipped += 1;
+                }
+                syncer.commit_batch(batch, false)?;
+            }
+        }
+    }
+    for group in writes.chunks(WRITE_BATCH_FILES) {
+        let (done, skipped) = write_files(syncer, link.as_deref_mut(), group).await?;
+        applied.done += done;
+        applied.skipped += skipped;
+    }
+    Ok(applied)
+}
+
+struct PendingWrite {
+    path: String,
+    node: NodeId,
+    content: Content,
+    mode: u32,
+    replaces: Option<Known>,
+}
+
+/// Performs one non-write action; false when skipped because the disk changed.
+fn perform(
+    syncer: &mut Syncer,
+    action: &FileAction,
+    batch: &mut Batch,
+) -> Result<bool, AgentError> {
+    let root = syncer.root.clone();
+    match action {
+        FileAction::Move { from, to, expect } => {
+            let (from_abs, to_abs) = (safe_path(&root, from)?, safe_path(&root, to)?);
+            if !matches_known(syncer, from, expect) || to_abs.symlink_metadata().is_ok() {
+                return Ok(false);
+            }
+            if let Some(parent) = to_abs.parent() {
+                fs::create_dir_all(parent).map_err(|e| AgentError::io("create", parent, e))?;
+            }
+            fs::rename(&from_abs, &to_abs).map_err(|e| AgentError::io("move", &from_abs, e))?;
+            let prefix = format!("{from}/");
+            for (path, entry) in &syncer.index {
+                if path == from || path.starts_with(&prefix) {
+                    batch.remove.push(path.clone());
+                    batch
+                        .put
+                        .push((format!("{to}{}", &path[from.len()..]), entry.clone()));
+                }
+            }
+        }
+        FileAction::Remove { path, expect } => {
+            if !matches_known(syncer, path, expect) {
+                return Ok(false);
+            }
+            let abs = safe_path(&root, path)?;
+            fs::rename(&abs, trash_path(syncer, path))
+                .map_err(|e| AgentError::io("move to trash", &abs, e))?;
+            batch.remove.push(path.clone());
+        }
+        FileAction::RemoveDir { path, .. } => {
+            let abs = safe_path(&root, path)?;
+            match fs::remove_dir(&abs) {
+                Ok(()) => batch.remove.push(path.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    batch.remove.push(path.clone())
+                }
+                // Not empty: it holds files this device has not synced yet; keep it.
+                Err(_) => return Ok(false),
+            }
+        }
+        FileAction::MakeDir { path, node, mode } => {
+            let abs = safe_path(&root, path)?;
+            match fs::create_dir(&abs) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && abs.is_dir() => {}
+                Err(_) => return Ok(false),
+            }
+            let _ = fs::set_permissions(&abs, fs::Permissions::from_mode(*mode));
+            let Some(stat) = walk::stat(&root, path) else {
+                return Ok(false);
+            };
+            batch
+                .put
+                .push((path.clone(), entry_for(*node, &stat, None, Vec::new())));
+        }
+        FileAction::SetMode { path, mode, .. } => {
+            let abs = safe_path(&root, path)?;
+            fs::set_permissions(&abs, fs::Permissions::from_mode(*mode))
+                .map_err(|e| AgentError::io("chmod", &abs, e))?;
+            if let Some(mut entry) = syncer.index.get(path).cloned() {
+                entry.mode = *mode;
+                batch.put.push((path.clone(), entry));
+            }
+        }
+        // Writes are batched by `apply` and never reach here.
+        FileAction::Write { .. } => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Assembles and installs a group of files. Returns (done, skipped).
+async fn write_files(
+    syncer: &mut Syncer,
+    mut link: Option<&mut Link>,
+    group: &[PendingWrite],
+) -> Result<(usize, usize), AgentError> {
+    let tmp_dir = syncer.state.tmp_dir();
+    let local = syncer.local_chunks();
+    // Resolve manifests (fetching blob manifests when needed).
+    let mut manifests = Vec::with_capacity(group.len());
+    for write in group {
+        let manifest = match &write.content.body {
+            ContentBody::Blob(id) => match syncer.manifests.get(id) {
+                Some(m) => Some(m.clone()),
+                None => match link.as_deref_mut() {
+                    Some(link) => link.manifest(syncer, *id).await.ok(),
+                    None => None,
+                },
+            },
+            _ => syncer.manifest_of(&write.content),
+        };
+        manifests.push(manifest);
+    }
+    // Temp files and where each chunk goes.
+    let mut temps: Vec<Option<(PathBuf, File)>> = Vec::with_capacity(group.len());
+    let mut wanted: HashMap<ChunkId, Vec<(usize, u64)>> = HashMap::new();
+    for (idx, (write, manifest)) in group.iter().zip(&manifests).enumerate() {
+        let Some(manifest) = manifest else {
+            temps.push(None);
+            continue;
+        };
+        if matches!(write.content.body, ContentBody::Symlink(_)) {
+            temps.push(None);
+            continue;
+        }
+        let temp_path = tmp_dir.join(format!("{}-{idx}", write.node.to_key()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp_path)
+            .map_err(|e| AgentError::io("create", &temp_path, e))?;
+        file.set_len(manifest.size())
+            .map_err(|e| AgentError::io("size", &temp_path, e))?;
+        let mut offset = 0u64;
+        for entry in &manifest.entries {
+            wanted.entry(entry.id).or_default().push((idx, offset));
+            offset += u64::from(entry.len);
+        }
+        temps.push(Some((temp_path, file)));
+    }
+    // Local chunks first, verified; the rest from the relay.
+    let mut remote_ids = Vec::new();
+    for (id, places) in &wanted {
+        match local
+            .get(id)
+            .and_then(|(path, offset, len)| read_local(syncer, path, *offset, *len, *id))
+        {
+            Some(raw) => write_places(&temps, places, &raw)?,
+            None => remote_ids.push(*id),
+        }
+    }
+    let mut failed: HashSet<usize> = HashSet::new();
+    if !remote_ids.is_empty() {
+        let unavailable = match link {
+            Some(link) => {
+                link.fetch(&remote_ids, |id, raw| {
+                    if let Some(places) = wanted.get(&id) {
+                        write_places(&temps, places, &raw)?;
+                    }
+                    Ok(())
+                })
+                .await?
+            }
+            None => remote_ids.clone(),
+        };
+        for id in unavailable {
+            if let Some(places) = wanted.get(&id) {
+                failed.extend(places.iter().map(|(idx, _)| *idx));
+            }
+        }
+    }
+    // Install each file.
+    let (mut done, mut skipped) = (0, 0);
+    let mut batch = Batch::default();
+    for (idx, (write, temp)) in group.iter().zip(temps).enumerate() {
+        let manifest = &manifests[idx];
+        let installed = match (&write.content.body, temp, manifest) {
+            (ContentBody::Symlink(target), _, _) => install_symlink(syncer, write, target)?,
+            (_, Some((temp_path, file)), Some(manifest)) if !failed.contains(&idx) => {
+                file.sync_all()
+                    .map_err(|e| AgentError::io("fsync", &temp_path, e))?;
+                drop(file);
+                install_file(syncer, write, &temp_path, manifest)?
+            }
+            (_, Some((temp_path, _)), _) => {
+                let _ = fs::remove_file(&temp_path);
+                None
+            }
+            _ => None,
+        };
+        match installed {
+            Some(entry) => {
+                batch.put.push((write.path.clone(), entry));
+                done += 1;
+            }
+            None => skipped += 1,
+        }
+    }
+    syncer.commit_batch(batch, false)?;
+    Ok((done, skipped))
+}
+
+fn write_places(
+    temps: &[Option<(PathBuf, File)>],
+    places: &[(usize, u64)],
+    raw: &[u8],
+) -> Result<(), AgentError> {
+    for (idx, offset) in places {
+        if let Some((path, file)) = &temps[*idx] {
+            file.write_all_at(raw, *offset)
+                .map_err(|e| AgentError::io("write", path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Renames the assembled temp file into place if the target is as the plan expected.
+fn install_file(
+    syncer: &Syncer,
+    write: &PendingWrite,
+    temp_path: &Path,
+    manifest: &Manifest,
+) -> Result<Option<IndexEntry>, AgentError> {
+    let target = safe_path(&syncer.root, &write.path)?;
+    if !target_as_expected(syncer, write) {
+        let _ = fs::remove_file(temp_path);
+        return Ok(None);
+    }
+    fs::set_permissions(temp_path, fs::Permissions::from_mode(write.mode))
+        .map_err(|e| AgentError::io("chmod", temp_path, e))?;
+    if write.replaces.is_some() {
+        // Keep the replaced bytes: a hard link into the trash, then an atomic rename over.
+        let _ = fs::hard_link(&target, trash_path(syncer, &write.path));
+    }
+    fs::rename(temp_path, &target).map_err(|e| AgentError::io("rename", &target, e))?;
+    sync_parent(&target);
+    let Some(stat) = walk::stat(&syncer.root, &write.path) else {
+        return Ok(None);
+    };
+    Ok(Some(entry_for(
+        write.node,
+        &stat,
+        Some(write.content.hash()),
+        chunk_list(manifest),
+    )))
+}
+
+fn install_symlink(
+    syncer: &Syncer,
+    write: &PendingWrite,
+    target_text: &str,
+) -> Result<Option<IndexEntry>, AgentError> {
+    let target = safe_path(&syncer.root, &write.path)?;
+    if !target_as_expected(syncer, write) {
+        return Ok(None);
+    }
+    let temp_path = syncer
+        .state
+        .tmp_dir()
+        .join(format!("{}-link", write.node.to_key()));
+    let _ = fs::remove_file(&temp_path);
+    std::os::unix::fs::symlink(target_text, &temp_path)
+        .map_err(|e| AgentError::io("symlink", &temp_path, e))?;
+    if write.replaces.is_some() {
+        let _ = fs::rename(&target, trash_path(syncer, &write.path));
+    }
+    fs::rename(&temp_path, &target).map_err(|e| AgentError::io("rename", &target, e))?;
+    let Some(stat) = walk::stat(&syncer.root, &write.path) else {
+        return Ok(None);
+    };
+    Ok(Some(entry_for(
+        write.node,
+        &stat,
+        Some(write.content.hash()),
+        Vec::new(),
+    )))
+}
+
+/// The target is what the plan expected: absent when nothing is replaced, else unchanged since
+/// its index entry was written.
+fn target_as_expected(syncer: &Syncer, write: &PendingWrite) -> bool {
+    match &write.replaces {
+        None => walk::stat(&syncer.root, &write.path).is_none(),
+        Some(expect) => matches_known(syncer, &write.path, expect),
+    }
+}
+
+/// Whether the disk at `path` still matches its index entry (and so `expect`).
+fn matches_known(syncer: &Syncer, path: &str, expect: &Known) -> bool {
+    let Some(entry) = syncer.index.get(path) else {
+        return false;
+    };
+    if entry.node != expect.node {
+        return false;
+    }
+    let Some(stat) = walk::stat(&syncer.root, path) else {
+        return false;
+    };
+    let kind_matches = kind_byte(stat.kind) == entry.kind;
+    if stat.kind == NodeKind::Dir {
+        return kind_matches && stat.inode == entry.inode;
+    }
+    kind_matches
+        && stat.size == entry.size
+        && stat.mtime_ns == entry.mtime_ns
+        && stat.inode == entry.inode
+}
+
+fn read_local(syncer: &Syncer, path: &str, offset: u64, len: u32, id: ChunkId) -> Option<Vec<u8>> {
+    let mut file = File::open(syncer.root.join(path)).ok()?;
+    file.seek(SeekFrom::Start(offset)).ok()?;
+    let mut raw = vec![0u8; len as usize];
+    file.read_exact(&mut raw).ok()?;
+    (ChunkId::of(&raw) == id).then_some(raw)
+}
+
+fn entry_for(
+    node: NodeId,
+    stat: &Stat,
+    content: Option<ChunkId>,
+    chunks: Vec<(ChunkId, u32)>,
+) -> IndexEntry {
+    IndexEntry {
+        node,
+        kind: kind_byte(stat.kind),
+        size: stat.size,
+        mtime_ns: stat.mtime_ns,
+        inode: stat.inode,
+        mode: stat.mode,
+        content,
+        chunks,
+        indexed_ns: now_ns(),
+    }
+}
+
+fn trash_path(syncer: &Syncer, path: &str) -> PathBuf {
+    let name = path.replace('/', "%2F");
+    syncer
+        .state
+        .trash_dir()
+        .join(format!("{}-{name}", now_ns()))
+}
+
+/// `root/relative`, refusing anything that could leave the folder: absolute paths, `..`, and
+/// parents that are symlinks or not directories.
+pub fn safe_path(root: &Path, relative: &str) -> Result<PathBuf, AgentError> {
+    let refuse = || AgentError::Protocol(format!("refusing unsafe path {relative:?}"));
+    let rel = Path::new(relative);
+    if relative.is_empty() || relative.contains('\0') {
+        return Err(refuse());
+    }
+    let mut current = root.to_owned();
+    let components: Vec<Component> = rel.components().collect();
+    for (idx, component) in components.iter().enumerate() {
+        let Component::Normal(name) = component else {
+            return Err(refuse());
+        };
+        current.push(name);
+        if idx + 1 < components.len() {
+            match current.symlink_metadata() {
+                Ok(meta) if meta.file_type().is_dir() => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                _ => return Err(refuse()),
+            }
+        }
+    }
+    Ok(current)
+}
+
+fn sync_parent(path: &Path) {
+    if let Some(parent) = path.parent()
+        && let Ok(dir) = File::open(parent)
+    {
+        let _ = dir.sync_all();
+    }
+}

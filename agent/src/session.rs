@@ -1,0 +1,172 @@
+//! One connected session with the relay: the exchange that brings the folder and the relay up to
+//! date both ways, and the handling of every message the relay sends.
+//!
+//! Invariants: blobs are uploaded before any document change that references them is sent; remote
+//! changes are persisted before they are acknowledged; local edits are scanned into the document
+//! before remote changes are materialised, so a concurrent edit is a conflict, never an overwrite.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use cloud3_engine::ids::{DeviceId, FolderId};
+use cloud3_engine::session::DocOutgoing;
+use cloud3_engine::wire::{ClientMessage, ServerMessage};
+
+use crate::apply;
+use crate::error::AgentError;
+use crate::status::Status;
+use crate::syncer::Syncer;
+use crate::transfer::Link;
+
+/// How long `sync` waits for the relay without any progress.
+pub const QUIET_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A connected session.
+pub struct Session {
+    /// The connection.
+    pub link: Link,
+    /// The relay's last reported heads.
+    relay_heads: Option<Vec<[u8; 32]>>,
+    /// Other devices of the user online now.
+    pub online: Vec<DeviceId>,
+    folder: FolderId,
+}
+
+impl Session {
+    /// Starts a session: uploads what is pending and sends our heads.
+    pub async fn start(syncer: &mut Syncer, link: Link) -> Result<Session, AgentError> {
+        let mut session = Session {
+            link,
+            relay_heads: None,
+            online: Vec::new(),
+            folder: FolderId(syncer.config.folder.clone()),
+        };
+        session.upload(syncer).await?;
+        let out = syncer.relay.start(&mut syncer.doc);
+        session.send_doc(syncer, out).await?;
+        Ok(session)
+    }
+
+    /// Whether the relay has exactly our document.
+    pub fn in_sync(&self, syncer: &mut Syncer) -> bool {
+        let Some(relay) = &self.relay_heads else {
+            return false;
+        };
+        let mut ours = syncer.doc.heads();
+        let mut theirs = relay.clone();
+        ours.sort();
+        theirs.sort();
+        ours == theirs && syncer.pending.is_empty() && !self.link.has_deferred()
+    }
+
+    /// Local changes were recorded: upload their blobs, then send the changes.
+    pub async fn push(&mut self, syncer: &mut Syncer) -> Result<(), AgentError> {
+        self.upload(syncer).await?;
+        let out = syncer.relay.on_local_change(&mut syncer.doc);
+        self.send_doc(syncer, out).await
+    }
+
+    /// Handles one message from the relay.
+    pub async fn handle(
+        &mut self,
+        syncer: &mut Syncer,
+        message: ServerMessage,
+        status: &mut Status,
+    ) -> Result<(), AgentError> {
+        match message {
+            ServerMessage::DocHeads { folder, heads } if folder == self.folder => {
+                self.relay_heads = Some(heads.clone());
+                let out = syncer.relay.on_heads(&mut syncer.doc, heads);
+                self.send_doc(syncer, out).await?;
+                syncer.persist()?;
+            }
+            ServerMessage::DocChanges { folder, changes } if folder == self.folder => {
+                // Record local edits first, so they are concurrent with what arrives.
+                if syncer.scan(&HashSet::new())? {
+                    self.push(syncer).await?;
+                }
+                let out = syncer
+                    .relay
+                    .on_changes(&mut syncer.doc, changes)
+                    .map_err(|e| AgentError::Protocol(e.to_string()))?;
+                syncer.persist()?;
+                self.send_doc(syncer, out).await?;
+                self.materialise(syncer).await?;
+                status.last_sync = Some(crate::syncer::wall_now().0);
+            }
+            ServerMessage::Presence { online } => {
+                self.online = online;
+                status.online = self.online.iter().map(|d| d.short().to_string()).collect();
+            }
+            ServerMessage::Error { code, message } => {
+                tracing::warn!(?code, message, "relay reported an error");
+            }
+            ServerMessage::Pong(_) => {}
+            other => tracing::debug!(?other, "ignoring message"),
+        }
+        Ok(())
+    }
+
+    /// Brings the disk to the document's state; rescans if anything was skipped.
+    pub async fn materialise(&mut self, syncer: &mut Syncer) -> Result<(), AgentError> {
+        let actions = syncer.plan();
+        if actions.is_empty() {
+            return Ok(());
+        }
+        let applied = apply::apply(syncer, Some(&mut self.link), actions).await?;
+        tracing::info!(
+            done = applied.done,
+            skipped = applied.skipped,
+            "materialised"
+        );
+        if applied.skipped > 0 && syncer.scan(&HashSet::new())? {
+            self.push(syncer).await?;
+        }
+        Ok(())
+    }
+
+    /// Receives the next message.
+    pub async fn recv(&mut self) -> Result<ServerMessage, AgentError> {
+        self.link.recv().await
+    }
+
+    /// Sends a keep-alive.
+    pub async fn ping(&mut self) -> Result<(), AgentError> {
+        self.link.send(&ClientMessage::Ping(0)).await
+    }
+
+    async fn upload(&mut self, syncer: &mut Syncer) -> Result<(), AgentError> {
+        loop {
+            let stale = self.link.upload(syncer).await?;
+            if stale.is_empty() {
+                return Ok(());
+            }
+            // Files changed while uploading: scan them again and upload the new chunks.
+            syncer.scan(&stale.into_iter().collect())?;
+        }
+    }
+
+    async fn send_doc(
+        &mut self,
+        syncer: &mut Syncer,
+        out: Vec<DocOutgoing>,
+    ) -> Result<(), AgentError> {
+        for message in out {
+            let message = match message {
+                DocOutgoing::Heads(heads) => ClientMessage::DocHeads {
+                    folder: self.folder.clone(),
+                    heads,
+                },
+                DocOutgoing::Changes(changes) => {
+                    self.upload(syncer).await?;
+                    ClientMessage::DocChanges {
+                        folder: self.folder.clone(),
+                        changes,
+                    }
+                }
+            };
+            self.link.send(&message).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,60 @@
+//! The folder's sync status, written to `.cloud3/status.json` by `run` and `sync` so that
+//! `cloud3 status` can report it while the daemon holds the database.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::AgentError;
+use crate::state::StateDir;
+
+/// What `cloud3 status` shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// The process that wrote this.
+    pub pid: u32,
+    /// Whether it was connected to the relay.
+    pub connected: bool,
+    /// Last time the folder was in sync with the relay (Unix ms).
+    pub last_sync: Option<i64>,
+    /// Short ids of the user's other devices online.
+    pub online: Vec<String>,
+    /// Blobs waiting to be uploaded.
+    pub pending_uploads: usize,
+    /// Bytes waiting to be uploaded.
+    pub pending_upload_bytes: u64,
+    /// Files waiting to be written locally.
+    pub pending_downloads: usize,
+    /// Bytes waiting to be written locally.
+    pub pending_download_bytes: u64,
+    /// Conflict copies in the folder.
+    pub conflicts: Vec<String>,
+    /// The last error, if the agent is retrying.
+    pub last_error: Option<String>,
+}
+
+impl Status {
+    fn path(state: &StateDir) -> PathBuf {
+        state.root().join("status.json")
+    }
+
+    /// Writes the status atomically.
+    pub fn save(&self, state: &StateDir) -> Result<(), AgentError> {
+        let path = Self::path(state);
+        let temp = state.root().join("status.json.tmp");
+        let text = serde_json::to_string_pretty(self).unwrap_or_default();
+        std::fs::write(&temp, text).map_err(|e| AgentError::io("write", &temp, e))?;
+        std::fs::rename(&temp, &path).map_err(|e| AgentError::io("rename", &path, e))
+    }
+
+    /// Reads the last written status, if any.
+    pub fn load(state: &StateDir) -> Option<Status> {
+        let text = std::fs::read_to_string(Self::path(state)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Whether the process that wrote this status is still running.
+    pub fn writer_alive(&self) -> bool {
+        Path::new(&format!("/proc/{}", self.pid)).exists() && self.pid != std::process::id()
+    }
+}

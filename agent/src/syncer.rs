@@ -1,0 +1,469 @@
+//! The folder's sync state on this device: the document, the file index and the relay's known
+//! heads, and the two local halves of syncing: recording what changed on disk into the document
+//! ([`Syncer::scan`]) and planning what the document wants on disk ([`Syncer::plan`]).
+//!
+//! Network transfer lives in `transfer`, performing file actions in `apply`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cloud3_engine::chunk::{Manifest, ManifestEntry};
+use cloud3_engine::ids::{ChunkId, DeviceId, NodeId, ShortDeviceId};
+use cloud3_engine::materialise::{self, FileAction};
+use cloud3_engine::scan::{DiskEntry, DocOp, Known, RemoteEntry, Scanner};
+use cloud3_engine::session::PeerSync;
+use cloud3_engine::time::WallTime;
+use cloud3_engine::tree::{Content, ContentBody, FolderDoc, NodeKind};
+
+use crate::db::{Batch, IndexEntry, LocalDb};
+use crate::error::AgentError;
+use crate::hasher;
+use crate::state::{Config, StateDir};
+use crate::walk::{self, Stat};
+
+/// Files whose mtime is within this many nanoseconds of when they were indexed are re-read on the
+/// next scan (git's "racy" rule: a same-size rewrite within the timestamp granularity).
+const RACY_NS: i128 = 2_000_000_000;
+
+/// A blob this device must upload before the document changes that reference it.
+#[derive(Clone, Debug)]
+pub enum BlobSource {
+    /// `len` bytes at `offset` of a local file (re-verified when read).
+    File {
+        /// Relative path.
+        path: String,
+        /// Byte offset.
+        offset: u64,
+        /// Length.
+        len: u32,
+    },
+    /// Bytes held in memory (manifest blobs).
+    Bytes(Vec<u8>),
+}
+
+/// The sync state of one folder.
+pub struct Syncer {
+    /// The folder's root.
+    pub root: PathBuf,
+    /// `.cloud3/`.
+    pub state: StateDir,
+    /// Configuration.
+    pub config: Config,
+    /// This device.
+    pub device: DeviceId,
+    /// The folder document.
+    pub doc: FolderDoc,
+    /// What this device last saw at each path.
+    pub index: BTreeMap<String, IndexEntry>,
+    /// Sync state with the relay.
+    pub relay: PeerSync,
+    /// Blobs the relay may lack, referenced by local changes not yet acknowledged.
+    pub pending: HashMap<ChunkId, BlobSource>,
+    /// Manifest blobs known locally (created here or fetched).
+    pub manifests: HashMap<ChunkId, Manifest>,
+    db: LocalDb,
+}
+
+impl Syncer {
+    /// Opens the folder's state.
+    pub fn open(root: &Path, config: Config, device: DeviceId) -> Result<Syncer, AgentError> {
+        let state = StateDir::of(root);
+        let db = LocalDb::open(&state.database_path())?;
+        let index = db.load_index()?;
+        let doc_bytes = db.load_doc()?;
+        let actor = actor_for(device)?;
+        let doc = if doc_bytes.is_empty() {
+            FolderDoc::new(&actor)
+        } else {
+            FolderDoc::load(&doc_bytes, &actor).map_err(|e| AgentError::Database {
+                path: state.database_path(),
+                message: format!("cannot load the folder document: {e}"),
+            })?
+        };
+        let relay_heads: Vec<[u8; 32]> = match db.meta("relay_heads")? {
+            Some(bytes) => postcard::from_bytes(&bytes).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        clean_dir(&state.tmp_dir())?;
+        Ok(Syncer {
+            root: root.to_owned(),
+            state,
+            config,
+            device,
+            doc,
+            index,
+            relay: PeerSync::with_their_heads(relay_heads),
+            pending: HashMap::new(),
+            manifests: HashMap::new(),
+            db,
+        })
+    }
+
+    /// This device's short id.
+    pub fn short(&self) -> ShortDeviceId {
+        self.device.short()
+    }
+
+    /// The document's tree as scan and materialise see it.
+    pub fn remote(&mut self) -> HashMap<NodeId, RemoteEntry> {
+        self.doc.derive().remote_entries()
+    }
+
+    /// The index as scan and materialise see it.
+    pub fn known(&self) -> BTreeMap<String, Known> {
+        self.index
+            .iter()
+            .map(|(path, entry)| (path.clone(), known_of(entry)))
+            .collect()
+    }
+
+    /// Scans the folder: every path is stat'ed; files are read only when they changed (or when
+    /// listed in `reread`, e.g. because the watcher reported them). Records changes in the
+    /// document and the index; returns whether anything changed.
+    pub fn scan(&mut self, reread: &HashSet<String>) -> Result<bool, AgentError> {
+        let found = walk::walk(&self.root)?;
+        let now_ns = now_ns();
+        let mut disk = BTreeMap::new();
+        let mut manifests: HashMap<String, Manifest> = HashMap::new();
+        for (path, stat) in &found {
+            let content = match stat.kind {
+                NodeKind::Dir => None,
+                NodeKind::Symlink => {
+                    let target = std::fs::read_link(self.root.join(path))
+                        .map_err(|e| AgentError::io("read link", &self.root.join(path), e))?;
+                    let Some(target) = target.to_str() else {
+                        tracing::warn!(path, "skipping a symlink whose target is not UTF-8");
+                        continue;
+                    };
+                    Some(self.new_content(stat, ContentBody::Symlink(target.to_owned())))
+                }
+                NodeKind::File => {
+                    let reuse = self
+                        .index
+                        .get(path)
+                        .filter(|entry| !reread.contains(path) && clean(entry, stat));
+                    match reuse {
+                        Some(entry) => Some(self.content_of_entry(entry, stat)?),
+                        None => {
+                            let manifest = match hasher::hash_file(&self.root.join(path)) {
+                                Ok(manifest) => manifest,
+                                // Vanished or unreadable mid-scan: the next scan sees it.
+                                Err(error) => {
+                                    tracing::warn!(path, %error, "cannot read file, skipping");
+                                    continue;
+                                }
+                            };
+                            let body = self.body_for(&manifest);
+                            manifests.insert(path.clone(), manifest);
+                            Some(self.new_content(stat, body))
+                        }
+                    }
+                }
+            };
+            disk.insert(
+                path.clone(),
+                DiskEntry {
+                    kind: stat.kind,
+                    mode: stat.mode,
+                    inode: stat.inode,
+                    content,
+                },
+            );
+        }
+        let remote = self.remote();
+        let known = self.known();
+        let device_name = self.config.device_name.clone();
+        let scanner = Scanner {
+            device_name: &device_name,
+            now: wall_now(),
+        };
+        let result = scanner.scan(&disk, &known, &remote, random_node_id);
+        let mut found = found;
+        for (from, to) in &result.conflict_copies {
+            let (from_abs, to_abs) = (self.root.join(from), self.root.join(to));
+            std::fs::rename(&from_abs, &to_abs)
+                .map_err(|e| AgentError::io("rename", &from_abs, e))?;
+            if let Some(stat) = found.remove(from) {
+                found.insert(to.clone(), stat);
+            }
+            if let Some(manifest) = manifests.remove(from) {
+                manifests.insert(to.clone(), manifest);
+            }
+            if let Some(entry) = disk.remove(from) {
+                disk.insert(to.clone(), entry);
+            }
+        }
+        self.apply_ops(&result.ops)?;
+        // Queue uploads for every new content.
+        for (path, manifest) in &manifests {
+            let mut offset = 0u64;
+            for entry in &manifest.entries {
+                self.pending.entry(entry.id).or_insert(BlobSource::File {
+                    path: path.clone(),
+                    offset,
+                    len: entry.len,
+                });
+                offset += u64::from(entry.len);
+            }
+            if !manifest.is_inline() {
+                let blob = manifest.encode();
+                let id = manifest.content_hash();
+                self.pending.entry(id).or_insert(BlobSource::Bytes(blob));
+                self.manifests.insert(id, manifest.clone());
+            }
+        }
+        // The index now reflects the disk.
+        let mut batch = Batch::default();
+        for (path, node) in &result.nodes {
+            let (Some(stat), Some(entry)) = (found.get(path), disk.get(path)) else {
+                continue;
+            };
+            let chunks = match manifests.get(path) {
+                Some(manifest) => chunk_list(manifest),
+                None => self
+                    .index
+                    .get(path)
+                    .map(|e| e.chunks.clone())
+                    .unwrap_or_default(),
+            };
+            let index_entry = IndexEntry {
+                node: *node,
+                kind: kind_byte(stat.kind),
+                size: stat.size,
+                mtime_ns: stat.mtime_ns,
+                inode: stat.inode,
+                mode: stat.mode,
+                content: entry.content.as_ref().map(Content::hash),
+                chunks,
+                indexed_ns: now_ns,
+            };
+            if self.index.get(path) != Some(&index_entry) {
+                batch.put.push((path.clone(), index_entry));
+            }
+        }
+        for path in self.index.keys() {
+            if !result.nodes.contains_key(path) && !found.contains_key(path) {
+                batch.remove.push(path.clone());
+            }
+        }
+        let changed = !result.ops.is_empty();
+        self.commit_batch(batch, changed)?;
+        Ok(changed)
+    }
+
+    /// Plans what the document wants on disk.
+    pub fn plan(&mut self) -> Vec<FileAction> {
+        let remote = self.remote();
+        materialise::plan(&remote, &self.known())
+    }
+
+    /// Commits the document (if `doc_changed`) and the index batch in one transaction.
+    pub fn commit_batch(&mut self, mut batch: Batch, doc_changed: bool) -> Result<(), AgentError> {
+        if doc_changed {
+            self.doc.commit(wall_now());
+        }
+        batch.doc_append = self.doc.save_incremental();
+        if self.db.doc_log_is_long()? {
+            batch.doc_snapshot = self.doc.save();
+        }
+        batch.meta.push((
+            "relay_heads",
+            postcard::to_allocvec(&self.relay.their_heads()).unwrap_or_default(),
+        ));
+        for path in &batch.remove {
+            self.index.remove(path);
+        }
+        for (path, entry) in &batch.put {
+            self.index.insert(path.clone(), entry.clone());
+        }
+        self.db.commit(batch)
+    }
+
+    fn apply_ops(&mut self, ops: &[DocOp]) -> Result<(), AgentError> {
+        let author = self.short();
+        let now = wall_now();
+        if !ops.is_empty() {
+            self.doc
+                .set_device_name(author, &self.config.device_name)
+                .map_err(doc_error)?;
+        }
+        for op in ops {
+            let result = match op {
+                DocOp::Create {
+                    id,
+                    parent,
+                    name,
+                    kind,
+                    mode,
+                    content,
+                } => self.doc.create_node(
+                    *id,
+                    *parent,
+                    name,
+                    *kind,
+                    *mode,
+                    content.clone(),
+                    author,
+                    now,
+                ),
+                DocOp::SetContent { id, content } => self.doc.set_content(*id, content.clone()),
+                DocOp::SetMode { id, mode } => self.doc.set_mode(*id, *mode),
+                DocOp::Move { id, parent, name } => self.doc.rename(*id, *parent, name),
+                DocOp::Delete { id } => self.doc.delete(*id, author, now),
+            };
+            result.map_err(doc_error)?;
+        }
+        Ok(())
+    }
+
+    fn new_content(&self, stat: &Stat, body: ContentBody) -> Content {
+        Content {
+            size: stat.size,
+            mtime: WallTime((stat.mtime_ns / 1_000_000) as i64),
+            written_at: wall_now(),
+            author: self.short(),
+            body,
+        }
+    }
+
+    fn body_for(&self, manifest: &Manifest) -> ContentBody {
+        if manifest.is_inline() {
+            ContentBody::Inline(manifest.clone())
+        } else {
+            ContentBody::Blob(manifest.content_hash())
+        }
+    }
+
+    /// The content of an unchanged indexed file: the document's version when it matches, else
+    /// rebuilt from the index's chunk list.
+    fn content_of_entry(&self, entry: &IndexEntry, stat: &Stat) -> Result<Content, AgentError> {
+        let manifest = Manifest {
+            entries: entry
+                .chunks
+                .iter()
+                .map(|(id, len)| ManifestEntry { id: *id, len: *len })
+                .collect(),
+        };
+        if let Some(current) = self.doc.content_of(entry.node)
+            && Some(current.hash()) == entry.content
+        {
+            return Ok(current);
+        }
+        Ok(self.new_content(stat, self.body_for(&manifest)))
+    }
+
+    /// Saves state and the relay heads (after sync progress).
+    pub fn persist(&mut self) -> Result<(), AgentError> {
+        self.commit_batch(Batch::default(), false)
+    }
+
+    /// The manifest of a content, if known locally without the network.
+    pub fn manifest_of(&self, content: &Content) -> Option<Manifest> {
+        match &content.body {
+            ContentBody::Inline(manifest) => Some(manifest.clone()),
+            ContentBody::Blob(id) => self.manifests.get(id).cloned(),
+            ContentBody::Symlink(_) => Some(Manifest::default()),
+        }
+    }
+
+    /// Where each chunk can be read locally: chunk -> (path, offset, len).
+    pub fn local_chunks(&self) -> HashMap<ChunkId, (String, u64, u32)> {
+        let mut chunks = HashMap::new();
+        for (path, entry) in &self.index {
+            let mut offset = 0u64;
+            for (id, len) in &entry.chunks {
+                chunks.entry(*id).or_insert((path.clone(), offset, *len));
+                offset += u64::from(*len);
+            }
+        }
+        chunks
+    }
+}
+
+/// Whether an indexed file is known unchanged without reading it: same size, mtime and inode, and
+/// its mtime safely older than the index entry (else it may have changed within the timestamp
+/// granularity).
+fn clean(entry: &IndexEntry, stat: &Stat) -> bool {
+    entry.size == stat.size
+        && entry.mtime_ns == stat.mtime_ns
+        && entry.inode == stat.inode
+        && entry.content.is_some()
+        && stat.mtime_ns + RACY_NS < entry.indexed_ns
+}
+
+/// The index's view of an entry.
+pub fn known_of(entry: &IndexEntry) -> Known {
+    Known {
+        node: entry.node,
+        kind: kind_of_byte(entry.kind),
+        mode: entry.mode,
+        inode: entry.inode,
+        content: entry.content,
+    }
+}
+
+/// Kind as stored in the index.
+pub fn kind_byte(kind: NodeKind) -> u8 {
+    match kind {
+        NodeKind::File => 0,
+        NodeKind::Dir => 1,
+        NodeKind::Symlink => 2,
+    }
+}
+
+fn kind_of_byte(byte: u8) -> NodeKind {
+    match byte {
+        1 => NodeKind::Dir,
+        2 => NodeKind::Symlink,
+        _ => NodeKind::File,
+    }
+}
+
+/// A manifest as the index stores it.
+pub fn chunk_list(manifest: &Manifest) -> Vec<(ChunkId, u32)> {
+    manifest.entries.iter().map(|e| (e.id, e.len)).collect()
+}
+
+fn doc_error(error: impl std::fmt::Display) -> AgentError {
+    AgentError::Protocol(format!("folder document: {error}"))
+}
+
+/// The Automerge actor for this process: the device id plus random bytes, so a restarted agent
+/// never reuses sequence numbers of changes it lost in a crash.
+fn actor_for(device: DeviceId) -> Result<Vec<u8>, AgentError> {
+    let mut actor = device.0[..16].to_vec();
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix).map_err(|e| AgentError::Random(e.to_string()))?;
+    actor.extend_from_slice(&suffix);
+    Ok(actor)
+}
+
+/// A fresh random node id.
+pub fn random_node_id() -> NodeId {
+    let mut id = [0u8; 16];
+    // The OS's randomness failing is unrecoverable for a process that must mint unique ids.
+    getrandom::fill(&mut id).expect("the operating system provides randomness");
+    NodeId(id)
+}
+
+/// Wall time now.
+pub fn wall_now() -> WallTime {
+    WallTime((now_ns() / 1_000_000) as i64)
+}
+
+/// Nanoseconds since the epoch.
+pub fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// Removes leftovers of an interrupted run (temp files, staging) and recreates the directory.
+fn clean_dir(dir: &Path) -> Result<(), AgentError> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| AgentError::io("clean", dir, e))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| AgentError::io("create", dir, e))
+}

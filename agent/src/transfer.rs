@@ -1,0 +1,254 @@
+//! Moving blobs between this device and the relay over one connection: asking which blobs the
+//! relay lacks, uploading them in pieces, and fetching blobs with verification. Messages that
+//! arrive while a transfer waits for its answers are kept, in order, for the main loop.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+
+use cloud3_engine::chunk::{self, Manifest};
+use cloud3_engine::ids::ChunkId;
+use cloud3_engine::wire::limits::{MAX_IDS_PER_MESSAGE, MAX_PIECE_BYTES};
+use cloud3_engine::wire::{ClientMessage, ServerMessage, message::ChunkPiece};
+
+use crate::connection::Connection;
+use crate::error::AgentError;
+use crate::syncer::{BlobSource, Syncer};
+
+/// A connection plus the messages deferred while a transfer waited.
+pub struct Link {
+    connection: Connection,
+    deferred: VecDeque<ServerMessage>,
+    next_request: u32,
+    /// Bytes of blob data sent and received (for status and benchmarks).
+    pub bytes_up: u64,
+    /// Bytes of blob data received.
+    pub bytes_down: u64,
+}
+
+impl Link {
+    /// Wraps an authenticated connection.
+    pub fn new(connection: Connection) -> Link {
+        Link {
+            connection,
+            deferred: VecDeque::new(),
+            next_request: 0,
+            bytes_up: 0,
+            bytes_down: 0,
+        }
+    }
+
+    /// Sends a message.
+    pub async fn send(&mut self, message: &ClientMessage) -> Result<(), AgentError> {
+        self.connection.send(message).await
+    }
+
+    /// The next message: deferred ones first.
+    pub async fn recv(&mut self) -> Result<ServerMessage, AgentError> {
+        match self.deferred.pop_front() {
+            Some(message) => Ok(message),
+            None => self.connection.recv().await,
+        }
+    }
+
+    /// Whether messages are waiting to be handled without reading the socket.
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        self.connection.close().await;
+    }
+
+    /// Uploads every pending blob the relay lacks and waits until each is committed there.
+    /// Returns the paths whose bytes changed since they were scanned (they need a rescan).
+    pub async fn upload(&mut self, syncer: &mut Syncer) -> Result<Vec<String>, AgentError> {
+        let mut stale = Vec::new();
+        let ids: Vec<ChunkId> = syncer.pending.keys().copied().collect();
+        for batch in ids.chunks(MAX_IDS_PER_MESSAGE) {
+            self.next_request = self.next_request.wrapping_add(1);
+            let request = self.next_request;
+            self.send(&ClientMessage::ChunkQuery {
+                request,
+                ids: batch.to_vec(),
+            })
+            .await?;
+            let missing = self
+                .wait_for(|m| match m {
+                    ServerMessage::ChunkMissing { request: r, ids } if *r == request => {
+                        Some(ids.clone())
+                    }
+                    _ => None,
+                })
+                .await?;
+            let mut awaiting = 0usize;
+            for id in missing {
+                let Some(source) = syncer.pending.get(&id).cloned() else {
+                    continue;
+                };
+                let raw = match read_source(syncer, &source, id) {
+                    Ok(raw) => raw,
+                    Err(path) => {
+                        stale.push(path);
+                        continue;
+                    }
+                };
+                self.put(id, &raw).await?;
+                awaiting += 1;
+            }
+            while awaiting > 0 {
+                self.wait_for(|m| match m {
+                    ServerMessage::ChunkStored { .. } => Some(()),
+                    _ => None,
+                })
+                .await?;
+                awaiting -= 1;
+            }
+            for id in batch {
+                syncer.pending.remove(id);
+            }
+        }
+        Ok(stale)
+    }
+
+    async fn put(&mut self, id: ChunkId, raw: &[u8]) -> Result<(), AgentError> {
+        let encoded = chunk::compress(raw);
+        let encoded_len = encoded.bytes.len() as u32;
+        let mut offset = 0usize;
+        loop {
+            let end = (offset + MAX_PIECE_BYTES).min(encoded.bytes.len());
+            self.send(&ClientMessage::ChunkPut(ChunkPiece {
+                id,
+                raw_len: raw.len() as u32,
+                codec: encoded.codec,
+                encoded_len,
+                offset: offset as u32,
+                data: encoded.bytes[offset..end].to_vec(),
+            }))
+            .await?;
+            self.bytes_up += (end - offset) as u64;
+            offset = end;
+            if offset >= encoded.bytes.len() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Fetches blobs; each verified blob's raw bytes are handed to `on_blob` as it completes.
+    /// Returns the ids the relay does not have (a newer change usually supersedes them).
+    pub async fn fetch(
+        &mut self,
+        ids: &[ChunkId],
+        mut on_blob: impl FnMut(ChunkId, Vec<u8>) -> Result<(), AgentError>,
+    ) -> Result<Vec<ChunkId>, AgentError> {
+        let mut unavailable = Vec::new();
+        for batch in ids.chunks(MAX_IDS_PER_MESSAGE) {
+            self.send(&ClientMessage::ChunkGet {
+                ids: batch.to_vec(),
+            })
+            .await?;
+            let mut outstanding: HashMap<ChunkId, Vec<u8>> =
+                batch.iter().map(|id| (*id, Vec::new())).collect();
+            while !outstanding.is_empty() {
+                let message = self
+                    .wait_for(|m| match m {
+                        ServerMessage::ChunkData(piece) if outstanding.contains_key(&piece.id) => {
+                            Some(Ok(piece.clone()))
+                        }
+                        ServerMessage::ChunkUnavailable { id } if outstanding.contains_key(id) => {
+                            Some(Err(*id))
+                        }
+                        _ => None,
+                    })
+                    .await?;
+                let piece = match message {
+                    Ok(piece) => piece,
+                    Err(id) => {
+                        outstanding.remove(&id);
+                        unavailable.push(id);
+                        continue;
+                    }
+                };
+                self.bytes_down += piece.data.len() as u64;
+                let buffer = outstanding.entry(piece.id).or_default();
+                if piece.offset as usize != buffer.len()
+                    || buffer.len() + piece.data.len() > piece.encoded_len as usize
+                {
+                    return Err(AgentError::Protocol(format!(
+                        "out-of-order piece of blob {}",
+                        piece.id
+                    )));
+                }
+                buffer.extend_from_slice(&piece.data);
+                if buffer.len() == piece.encoded_len as usize {
+                    let encoded = outstanding.remove(&piece.id).unwrap_or_default();
+                    let raw = chunk::open(piece.id, piece.codec, &encoded, piece.raw_len)
+                        .map_err(|e| AgentError::Protocol(e.to_string()))?;
+                    on_blob(piece.id, raw)?;
+                }
+            }
+        }
+        Ok(unavailable)
+    }
+
+    /// Fetches (or finds locally) the manifest of a blob-manifest content.
+    pub async fn manifest(
+        &mut self,
+        syncer: &mut Syncer,
+        id: ChunkId,
+    ) -> Result<Manifest, AgentError> {
+        if let Some(manifest) = syncer.manifests.get(&id) {
+            return Ok(manifest.clone());
+        }
+        let mut found = None;
+        self.fetch(&[id], |_, raw| {
+            found = Some(Manifest::decode(&raw).map_err(|e| AgentError::Protocol(e.to_string()))?);
+            Ok(())
+        })
+        .await?;
+        let manifest = found.ok_or_else(|| AgentError::Protocol(format!("no manifest {id}")))?;
+        syncer.manifests.insert(id, manifest.clone());
+        Ok(manifest)
+    }
+
+    /// Reads messages until `pick` accepts one; others are deferred. Errors from the relay end
+    /// the wait.
+    async fn wait_for<T>(
+        &mut self,
+        mut pick: impl FnMut(&ServerMessage) -> Option<T>,
+    ) -> Result<T, AgentError> {
+        loop {
+            let message = self.connection.recv().await?;
+            if let Some(found) = pick(&message) {
+                return Ok(found);
+            }
+            match message {
+                ServerMessage::Error { code, message } => {
+                    return Err(AgentError::Refused(format!("{code:?}: {message}")));
+                }
+                other => self.deferred.push_back(other),
+            }
+        }
+    }
+}
+
+/// Reads a pending blob's bytes, verifying them; `Err(path)` when the file changed since its scan.
+fn read_source(syncer: &Syncer, source: &BlobSource, id: ChunkId) -> Result<Vec<u8>, String> {
+    match source {
+        BlobSource::Bytes(bytes) => Ok(bytes.clone()),
+        BlobSource::File { path, offset, len } => {
+            let read = || -> std::io::Result<Vec<u8>> {
+                let mut file = File::open(syncer.root.join(path))?;
+                file.seek(SeekFrom::Start(*offset))?;
+                let mut raw = vec![0u8; *len as usize];
+                file.read_exact(&mut raw)?;
+                Ok(raw)
+            };
+            match read() {
+                Ok(raw) if ChunkId::of(&raw) == id => Ok(raw),
+                _ => Err(path.clone()),
+            }
+        }
+    }
+}
