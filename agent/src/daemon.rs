@@ -57,6 +57,9 @@ pub async fn sync_once(folder: Folder) -> Result<Status, AgentError> {
     let mut session = Session::start(&mut syncer, Link::new(connection)).await?;
     session.materialise(&mut syncer).await?;
     loop {
+        if !syncer.pending.is_empty() {
+            session.push(&mut syncer).await?;
+        }
         if session.in_sync(&mut syncer) {
             // Nothing in flight: a last scan catches edits made meanwhile.
             if !syncer.scan(&HashSet::new())? {

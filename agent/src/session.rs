@@ -73,6 +73,7 @@ impl Session {
         message: ServerMessage,
         status: &mut Status,
     ) -> Result<(), AgentError> {
+        tracing::debug!(message = ?brief(&message), "from relay");
         match message {
             ServerMessage::DocHeads { folder, heads } if folder == self.folder => {
                 self.relay_heads = Some(heads.clone());
@@ -113,6 +114,7 @@ impl Session {
         if actions.is_empty() {
             return Ok(());
         }
+        tracing::debug!(?actions, "materialising");
         let applied = apply::apply(syncer, Some(&mut self.link), actions).await?;
         tracing::info!(
             done = applied.done,
@@ -168,5 +170,14 @@ impl Session {
             self.link.send(&message).await?;
         }
         Ok(())
+    }
+}
+
+/// A short description of a message for logs.
+fn brief(message: &ServerMessage) -> String {
+    match message {
+        ServerMessage::DocHeads { heads, .. } => format!("DocHeads({})", heads.len()),
+        ServerMessage::DocChanges { changes, .. } => format!("DocChanges({})", changes.len()),
+        other => format!("{other:?}").chars().take(80).collect(),
     }
 }

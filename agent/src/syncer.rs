@@ -179,6 +179,9 @@ impl Syncer {
             now: wall_now(),
         };
         let result = scanner.scan(&disk, &known, &remote, random_node_id);
+        if !result.ops.is_empty() {
+            tracing::debug!(ops = ?result.ops, "scan found changes");
+        }
         let mut found = found;
         for (from, to) in &result.conflict_copies {
             let (from_abs, to_abs) = (self.root.join(from), self.root.join(to));
@@ -195,22 +198,22 @@ impl Syncer {
             }
         }
         self.apply_ops(&result.ops)?;
-        // Queue uploads for every new content.
+        // Queue uploads for content this scan recorded (not for files merely re-read).
+        let recorded: HashSet<ChunkId> = result
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                DocOp::Create {
+                    content: Some(content),
+                    ..
+                }
+                | DocOp::SetContent { content, .. } => Some(content.hash()),
+                _ => None,
+            })
+            .collect();
         for (path, manifest) in &manifests {
-            let mut offset = 0u64;
-            for entry in &manifest.entries {
-                self.pending.entry(entry.id).or_insert(BlobSource::File {
-                    path: path.clone(),
-                    offset,
-                    len: entry.len,
-                });
-                offset += u64::from(entry.len);
-            }
-            if !manifest.is_inline() {
-                let blob = manifest.encode();
-                let id = manifest.content_hash();
-                self.pending.entry(id).or_insert(BlobSource::Bytes(blob));
-                self.manifests.insert(id, manifest.clone());
+            if recorded.contains(&manifest.content_hash()) {
+                self.queue_upload(path, manifest);
             }
         }
         // The index now reflects the disk.
@@ -250,6 +253,25 @@ impl Syncer {
         let changed = !result.ops.is_empty();
         self.commit_batch(batch, changed)?;
         Ok(changed)
+    }
+
+    fn queue_upload(&mut self, path: &str, manifest: &Manifest) {
+        let mut offset = 0u64;
+        for entry in &manifest.entries {
+            self.pending.entry(entry.id).or_insert(BlobSource::File {
+                path: path.to_owned(),
+                offset,
+                len: entry.len,
+            });
+            offset += u64::from(entry.len);
+        }
+        if !manifest.is_inline() {
+            let id = manifest.content_hash();
+            self.pending
+                .entry(id)
+                .or_insert_with(|| BlobSource::Bytes(manifest.encode()));
+            self.manifests.insert(id, manifest.clone());
+        }
     }
 
     /// Plans what the document wants on disk.

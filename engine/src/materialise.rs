@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::ids::NodeId;
-use crate::scan::{Known, RemoteEntry};
+use crate::scan::{Known, RemoteEntry, split_path};
 use crate::tree::{Content, NodeKind};
 
 /// Where moved entries wait between the two halves of a move (inside the agent's state dir).
@@ -83,11 +83,16 @@ pub fn plan(
     let mut actions = Vec::new();
     let mut disk = Disk::new(known);
 
-    // 1. Entries whose node now lives elsewhere go to staging, outermost first.
+    // 1. Entries whose parent or name changed go to staging, outermost first. (An entry whose
+    //    path changed only because an ancestor moved travels with that ancestor.)
     for (path, k) in known {
-        let moves = remote
-            .get(&k.node)
-            .is_some_and(|r| r.kind == k.kind && r.path != *path);
+        let (parent_path, name) = split_path(path);
+        let parent = parent_path
+            .and_then(|p| known.get(p))
+            .map_or(NodeId::ROOT, |p| p.node);
+        let moves = remote.get(&k.node).is_some_and(|r| {
+            r.kind == k.kind && (r.parent != parent || split_path(&r.path).1 != name)
+        });
         if !moves {
             continue;
         }

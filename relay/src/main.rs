@@ -1,2 +1,20 @@
-//! cloud3 relay.
-fn main() {}
+//! `cloud3-relay`: parses arguments and hands over to `cmd`.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    let cli = cloud3_relay::cli::Cli::parse();
+    match cloud3_relay::cmd::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("cloud3-relay: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -48,6 +48,8 @@ pub struct PeerSync {
     their_heads: BTreeSet<ChangeHash>,
     /// Unknown heads the peer reported that we already asked for with our heads.
     requested_for: BTreeSet<ChangeHash>,
+    /// The heads we last told the peer.
+    told: Option<BTreeSet<ChangeHash>>,
 }
 
 impl PeerSync {
@@ -61,6 +63,7 @@ impl PeerSync {
         PeerSync {
             their_heads: heads.into_iter().collect(),
             requested_for: BTreeSet::new(),
+            told: None,
         }
     }
 
@@ -72,11 +75,14 @@ impl PeerSync {
     /// The first message of a round: our heads.
     pub fn start(&mut self, doc: &mut impl SyncDoc) -> Vec<DocOutgoing> {
         self.requested_for.clear();
-        vec![DocOutgoing::Heads(doc.heads())]
+        vec![self.tell(doc)]
     }
 
-    /// The peer told us its heads.
+    /// The peer told us its heads. The answer carries what it lacks, and our heads unless they
+    /// equal its heads and we told it them already (so a round always ends with both sides
+    /// having heard the other's final heads, and never loops).
     pub fn on_heads(&mut self, doc: &mut impl SyncDoc, heads: Vec<ChangeHash>) -> Vec<DocOutgoing> {
+        let theirs: BTreeSet<ChangeHash> = heads.iter().copied().collect();
         let (known, unknown): (Vec<_>, Vec<_>) = heads.into_iter().partition(|h| doc.has_change(h));
         if unknown.is_empty() {
             // They have exactly these heads and their ancestors.
@@ -90,12 +96,23 @@ impl PeerSync {
             .into_iter()
             .filter(|h| !self.requested_for.contains(h))
             .collect();
-        if !fresh.is_empty() {
-            // They have changes we lack: tell them what we have so they send them.
+        let ours: BTreeSet<ChangeHash> = doc.heads().into_iter().collect();
+        let already_told = self.told.as_ref() == Some(&ours);
+        if !fresh.is_empty() || theirs != ours || !already_told {
+            // They have changes we lack (our heads ask for them), or they have not heard our
+            // current heads yet.
             self.requested_for.extend(fresh);
-            out.push(DocOutgoing::Heads(doc.heads()));
+            if !(theirs == ours && already_told) {
+                out.push(self.tell(doc));
+            }
         }
         out
+    }
+
+    fn tell(&mut self, doc: &mut impl SyncDoc) -> DocOutgoing {
+        let heads = doc.heads();
+        self.told = Some(heads.iter().copied().collect());
+        DocOutgoing::Heads(heads)
     }
 
     /// The peer sent changes. On success the answer acknowledges them with our new heads.
@@ -108,7 +125,7 @@ impl PeerSync {
         // The sender has what it sent us.
         self.their_heads.extend(applied);
         self.requested_for.retain(|h| !doc.has_change(h));
-        Ok(vec![DocOutgoing::Heads(doc.heads())])
+        Ok(vec![self.tell(doc)])
     }
 
     /// Our document changed (a local commit, or changes merged from another peer): send what the

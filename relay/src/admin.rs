@@ -1,0 +1,135 @@
+//! The admin socket (`DATA/admin.sock`, mode 0600): while `serve` runs it holds the database, so
+//! `cloud3-relay user ...` sends its request here instead. One JSON request per line, one JSON
+//! answer per line.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::server::{Relay, wall_now};
+
+/// A request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AdminRequest {
+    /// Create a user; answer carries the invite code.
+    AddUser {
+        /// The name.
+        name: String,
+    },
+    /// List users.
+    ListUsers,
+    /// Remove a user and their data.
+    RemoveUser {
+        /// The name.
+        name: String,
+    },
+}
+
+/// An answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AdminAnswer {
+    /// Whether it worked.
+    pub ok: bool,
+    /// Lines to print.
+    pub lines: Vec<String>,
+    /// The error, if not ok.
+    pub error: Option<String>,
+}
+
+/// The socket path for a data directory.
+pub fn socket_path(data: &Path) -> PathBuf {
+    data.join("admin.sock")
+}
+
+/// Serves admin requests until the task is dropped.
+pub async fn serve(relay: Arc<Relay>, data: PathBuf) -> std::io::Result<()> {
+    let path = socket_path(&data);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            if let Err(error) = answer(relay, stream).await {
+                tracing::warn!(%error, "admin request failed");
+            }
+        });
+    }
+}
+
+async fn answer(relay: Arc<Relay>, stream: UnixStream) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    while let Some(line) = lines.next_line().await? {
+        let answer = match serde_json::from_str::<AdminRequest>(&line) {
+            Ok(request) => execute(&relay, request).await,
+            Err(error) => failure(format!("bad request: {error}")),
+        };
+        let mut text = serde_json::to_string(&answer).unwrap_or_default();
+        text.push('\n');
+        write.write_all(text.as_bytes()).await?;
+    }
+    Ok(())
+}
+
+/// Runs a request against the running relay.
+async fn execute(relay: &Relay, request: AdminRequest) -> AdminAnswer {
+    let store = relay.store.clone();
+    let result = match request {
+        AdminRequest::RemoveUser { name } => {
+            let removed = {
+                let name = name.clone();
+                tokio::task::spawn_blocking(move || {
+                    run_request(&store, AdminRequest::RemoveUser { name })
+                })
+                .await
+            };
+            relay.hub.forget_user(&name).await;
+            removed
+        }
+        other => tokio::task::spawn_blocking(move || run_request(&store, other)).await,
+    };
+    result.unwrap_or_else(|_| failure("admin task failed".into()))
+}
+
+/// Runs a request directly against the storage (the relay is not running, or from the socket).
+pub fn run_request(store: &crate::store::Store, request: AdminRequest) -> AdminAnswer {
+    let result = match request {
+        AdminRequest::AddUser { name } => store.add_user(&name, wall_now()).map(|code| {
+            vec![
+                format!("user {name} created; invite code (valid 7 days, single use):"),
+                code.as_str().to_owned(),
+            ]
+        }),
+        AdminRequest::ListUsers => store.list_users().map(|users| {
+            users
+                .into_iter()
+                .map(|(name, record)| format!("{name}\tcreated {}", record.created.0))
+                .collect()
+        }),
+        AdminRequest::RemoveUser { name } => store
+            .remove_user(&name)
+            .map(|devices| vec![format!("removed user {name} and {} devices", devices.len())]),
+    };
+    match result {
+        Ok(lines) => AdminAnswer {
+            ok: true,
+            lines,
+            error: None,
+        },
+        Err(error) => failure(error.to_string()),
+    }
+}
+
+fn failure(error: String) -> AdminAnswer {
+    AdminAnswer {
+        ok: false,
+        lines: Vec::new(),
+        error: Some(error),
+    }
+}

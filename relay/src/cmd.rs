@@ -1,0 +1,14 @@
+//! One file per subcommand; [`run`] dispatches.
+
+mod serve;
+mod user;
+
+use crate::cli::{Cli, Command};
+
+/// Runs one command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve::run(cli.listen, &cli.data, cli.quota_gib),
+        Command::User { action } => user::run(&cli.data, action),
+    }
+}

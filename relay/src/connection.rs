@@ -1,0 +1,628 @@
+//! One WebSocket connection: the handshake (relay speaks first; only a signed `Hello` is read
+//! before authentication, all within one deadline), then requests until the device leaves, is
+//! revoked, or breaks a limit. A writer task owns the socket's sending half and drains a bounded
+//! queue, so a slow client never holds up anyone else.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use cloud3_engine::auth::verify_hello;
+use cloud3_engine::ids::{ChunkId, DeviceId};
+use cloud3_engine::wire::limits::{MAX_BLOB_BYTES, MAX_IDS_PER_MESSAGE, MAX_PIECE_BYTES};
+use cloud3_engine::wire::message::ChunkPiece;
+use cloud3_engine::wire::{
+    self, AuthProof, ClientMessage, CloseCode, DecodeError, ErrorCode, Hello, ServerMessage,
+};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::hub::{ConnId, Outbound};
+use crate::metrics::Metrics;
+use crate::server::Relay;
+use crate::store::AuthOutcome;
+
+/// Drives one accepted socket to its end.
+pub async fn serve(relay: Arc<Relay>, socket: WebSocket, peer: SocketAddr) {
+    Metrics::add(&relay.metrics.connections, 1);
+    let (sink, mut stream) = socket.split();
+    let (tx, rx) = mpsc::channel(relay.gate.limits.outgoing_queue);
+    let writer = tokio::spawn(write_loop(sink, rx, relay.metrics.clone()));
+    let admission = relay.gate.admit(peer.ip());
+    let outcome = match admission {
+        None => {
+            let _ = tx
+                .send(Outbound::Close(
+                    CloseCode::Limit,
+                    "too many connections".into(),
+                ))
+                .await;
+            None
+        }
+        Some(_admission) => {
+            let deadline = relay.gate.limits.handshake_timeout;
+            match tokio::time::timeout(deadline, handshake(&relay, &mut stream, &tx)).await {
+                Ok(Ok(session)) => Some(session),
+                Ok(Err((code, reason))) => {
+                    Metrics::add(&relay.metrics.auth_failures, 1);
+                    tracing::info!(%peer, ?code, reason, "handshake refused");
+                    let _ = tx.send(Outbound::Close(code, reason)).await;
+                    None
+                }
+                Err(_) => {
+                    Metrics::add(&relay.metrics.auth_failures, 1);
+                    let _ = tx
+                        .send(Outbound::Close(
+                            CloseCode::HandshakeTimeout,
+                            "handshake timed out".into(),
+                        ))
+                        .await;
+                    None
+                }
+            }
+        }
+    };
+    if let Some(session) = outcome {
+        let user = session.user.clone();
+        let max = relay.gate.limits.max_connections_per_account;
+        let welcome = ServerMessage::Welcome {
+            device: session.device,
+            read_only: session.read_only,
+            now: crate::server::wall_now(),
+        };
+        let _ = tx.send(Outbound::Message(welcome)).await;
+        match relay
+            .hub
+            .connect(&user, session.device, tx.clone(), max)
+            .await
+        {
+            Some(conn) => {
+                let span =
+                    tracing::info_span!("device", user = %user, device = %session.device.short());
+                let _enter = span.enter();
+                tracing::info!(%peer, "connected");
+                drop(_enter);
+                let mut session = Session {
+                    conn,
+                    uploads: HashMap::new(),
+                    upload_bytes: 0,
+                    ..session
+                };
+                if let Err(reason) = session.run(&relay, &mut stream, &tx).await {
+                    Metrics::add(&relay.metrics.dropped, 1);
+                    tracing::info!(user = %user, device = %session.device.short(), reason, "dropping connection");
+                    let _ = tx.send(Outbound::Close(CloseCode::Limit, reason)).await;
+                }
+                relay.hub.disconnect(&user, conn).await;
+            }
+            None => {
+                let _ = tx
+                    .send(Outbound::Close(
+                        CloseCode::Limit,
+                        "too many connections for this account".into(),
+                    ))
+                    .await;
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+    Metrics::sub(&relay.metrics.connections, 1);
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(outbound) = rx.recv().await {
+        match outbound {
+            Outbound::Message(message) => {
+                let frame = wire::encode_server(&message);
+                Metrics::add(&metrics.messages_out, 1);
+                Metrics::add(&metrics.bytes_out, frame.len() as u64);
+                if sink.send(Message::Binary(frame.into())).await.is_err() {
+                    return;
+                }
+            }
+            Outbound::Close(code, reason) => {
+                let frame = CloseFrame {
+                    code: code.code(),
+                    reason: reason.into(),
+                };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                let _ = sink.close().await;
+                return;
+            }
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// An authenticated device's connection state.
+struct Session {
+    user: String,
+    device: DeviceId,
+    read_only: bool,
+    conn: ConnId,
+    /// Blobs being uploaded in pieces: id -> (first piece's header, bytes so far).
+    uploads: HashMap<ChunkId, (ChunkPiece, Vec<u8>)>,
+    upload_bytes: usize,
+}
+
+type Refusal = (CloseCode, String);
+
+async fn handshake(
+    relay: &Relay,
+    stream: &mut SplitStream<WebSocket>,
+    tx: &mpsc::Sender<Outbound>,
+) -> Result<Session, Refusal> {
+    let mut nonce = [0u8; 32];
+    getrandom::fill(&mut nonce).map_err(|_| (CloseCode::BadAuth, "no randomness".to_owned()))?;
+    let challenge = ServerMessage::Challenge {
+        version: wire::PROTOCOL_VERSION,
+        relay_id: relay.relay_id,
+        nonce,
+    };
+    tx.send(Outbound::Message(challenge))
+        .await
+        .map_err(|_| (CloseCode::BadAuth, "gone".to_owned()))?;
+    let hello = loop {
+        let frame = match stream.next().await {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Text(_))) => {
+                return Err((CloseCode::BadAuth, "text frames are not spoken here".into()));
+            }
+            _ => return Err((CloseCode::BadAuth, "closed during handshake".into())),
+        };
+        match wire::decode_client(&frame) {
+            Ok(ClientMessage::Hello(hello)) => break hello,
+            Ok(_) => return Err((CloseCode::BadAuth, "expected a hello".into())),
+            Err(DecodeError::UnsupportedVersion(v)) => {
+                return Err((
+                    CloseCode::UnsupportedVersion,
+                    format!(
+                        "protocol version {v} is not supported; this relay speaks {}",
+                        wire::PROTOCOL_VERSION
+                    ),
+                ));
+            }
+            Err(error) => return Err((CloseCode::BadAuth, error.to_string())),
+        }
+    };
+    authenticate(relay, &nonce, hello).await
+}
+
+async fn authenticate(relay: &Relay, nonce: &[u8; 32], hello: Hello) -> Result<Session, Refusal> {
+    if hello.version != wire::PROTOCOL_VERSION {
+        return Err((
+            CloseCode::UnsupportedVersion,
+            format!("protocol version {} is not supported", hello.version),
+        ));
+    }
+    verify_hello(&relay.relay_id, nonce, &hello)
+        .map_err(|e| (CloseCode::BadAuth, e.to_string()))?;
+    let store = relay.store.clone();
+    let user = hello.user.clone();
+    let device = hello.device;
+    let now = crate::server::wall_now();
+    let read_only = match hello.proof {
+        AuthProof::Device => {
+            let outcome = blocking(move || store.authenticate(&user, device)).await?;
+            match outcome {
+                AuthOutcome::Ok { read_only } => read_only,
+                AuthOutcome::Unknown => {
+                    return Err((CloseCode::BadAuth, "unknown device for this user".into()));
+                }
+                AuthOutcome::Revoked => {
+                    return Err((CloseCode::Revoked, "this device was revoked".into()));
+                }
+            }
+        }
+        AuthProof::Enrol { code, device_name } => {
+            let result =
+                blocking(move || store.enrol(&user, &code, device, &device_name, now)).await?;
+            result.map_err(|why| (CloseCode::BadAuth, format!("enrolment refused: {why}")))?
+        }
+    };
+    Ok(Session {
+        user: hello.user,
+        device,
+        read_only,
+        conn: 0,
+        uploads: HashMap::new(),
+        upload_bytes: 0,
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, crate::error::StoreError> + Send + 'static,
+) -> Result<T, Refusal> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "storage failed during handshake");
+            Err((CloseCode::BadAuth, "relay storage failed".into()))
+        }
+        Err(_) => Err((CloseCode::BadAuth, "relay task failed".into())),
+    }
+}
+
+impl Session {
+    /// Serves requests until the socket ends (Ok) or the client breaks a rule (Err(reason)).
+    async fn run(
+        &mut self,
+        relay: &Arc<Relay>,
+        stream: &mut SplitStream<WebSocket>,
+        tx: &mpsc::Sender<Outbound>,
+    ) -> Result<(), String> {
+        loop {
+            let next = tokio::time::timeout(relay.gate.limits.idle_timeout, stream.next()).await;
+            let frame = match next {
+                Err(_) => return Err("idle timeout".into()),
+                Ok(None) | Ok(Some(Err(_))) => return Ok(()),
+                Ok(Some(Ok(Message::Close(_)))) => return Ok(()),
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(Some(Ok(Message::Text(_)))) => {
+                    return Err("text frames are not spoken here".into());
+                }
+                Ok(Some(Ok(Message::Binary(bytes)))) => bytes,
+            };
+            Metrics::add(&relay.metrics.messages_in, 1);
+            Metrics::add(&relay.metrics.bytes_in, frame.len() as u64);
+            relay
+                .gate
+                .throttle(&self.device.0, &self.user, frame.len())
+                .await;
+            let message = match wire::decode_client(&frame) {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(device = %self.device.short(), %error, "malformed message");
+                    self.error(tx, ErrorCode::BadMessage, error.to_string())
+                        .await?;
+                    continue;
+                }
+            };
+            self.handle(relay, tx, message).await?;
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        relay: &Arc<Relay>,
+        tx: &mpsc::Sender<Outbound>,
+        message: ClientMessage,
+    ) -> Result<(), String> {
+        match message {
+            ClientMessage::Hello(_) => {
+                self.error(tx, ErrorCode::BadMessage, "already authenticated".into())
+                    .await
+            }
+            ClientMessage::DocHeads { folder, heads } => {
+                if heads.len() > wire::limits::MAX_HEADS {
+                    return self
+                        .error(tx, ErrorCode::Limit, "too many heads".into())
+                        .await;
+                }
+                if let Err(error) = relay
+                    .hub
+                    .doc_heads(&self.user, self.conn, &folder, heads)
+                    .await
+                {
+                    return self.error(tx, ErrorCode::Internal, error.to_string()).await;
+                }
+                Ok(())
+            }
+            ClientMessage::DocChanges { folder, changes } => {
+                if self.read_only {
+                    tracing::warn!(device = %self.device.short(), "read-only device tried to change the document");
+                    return self
+                        .error(
+                            tx,
+                            ErrorCode::ReadOnly,
+                            "read-only devices may not change the folder".into(),
+                        )
+                        .await;
+                }
+                match relay
+                    .hub
+                    .doc_changes(&self.user, self.conn, &folder, changes)
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(crate::hub::HubError::Refused(why)) => {
+                        tracing::warn!(device = %self.device.short(), why, "changes refused");
+                        self.error(tx, ErrorCode::BadMessage, why).await
+                    }
+                    Err(error) => self.error(tx, ErrorCode::Internal, error.to_string()).await,
+                }
+            }
+            ClientMessage::ChunkQuery { request, ids } => {
+                if ids.len() > MAX_IDS_PER_MESSAGE {
+                    return self
+                        .error(tx, ErrorCode::Limit, "too many ids".into())
+                        .await;
+                }
+                let store = relay.store.clone();
+                let user = self.user.clone();
+                match tokio::task::spawn_blocking(move || store.missing_chunks(&user, &ids)).await {
+                    Ok(Ok(ids)) => {
+                        self.send(tx, ServerMessage::ChunkMissing { request, ids })
+                            .await
+                    }
+                    _ => {
+                        self.error(tx, ErrorCode::Internal, "chunk index failed".into())
+                            .await
+                    }
+                }
+            }
+            ClientMessage::ChunkPut(piece) => self.chunk_piece(relay, tx, piece).await,
+            ClientMessage::ChunkGet { ids } => {
+                if ids.len() > MAX_IDS_PER_MESSAGE {
+                    return self
+                        .error(tx, ErrorCode::Limit, "too many ids".into())
+                        .await;
+                }
+                for id in ids {
+                    let store = relay.store.clone();
+                    let user = self.user.clone();
+                    let blob =
+                        tokio::task::spawn_blocking(move || store.get_chunk(&user, id)).await;
+                    match blob {
+                        Ok(Ok(Some(blob))) => {
+                            let encoded_len = blob.bytes.len() as u32;
+                            let mut offset = 0usize;
+                            loop {
+                                let end = (offset + MAX_PIECE_BYTES).min(blob.bytes.len());
+                                let piece = ChunkPiece {
+                                    id,
+                                    raw_len: blob.raw_len,
+                                    codec: blob.codec,
+                                    encoded_len,
+                                    offset: offset as u32,
+                                    data: blob.bytes[offset..end].to_vec(),
+                                };
+                                self.send(tx, ServerMessage::ChunkData(piece)).await?;
+                                offset = end;
+                                if offset >= blob.bytes.len() {
+                                    break;
+                                }
+                            }
+                        }
+                        Ok(Ok(None)) => {
+                            self.send(tx, ServerMessage::ChunkUnavailable { id })
+                                .await?
+                        }
+                        _ => {
+                            tracing::error!(user = %self.user, %id, "stored blob failed its check");
+                            self.send(tx, ServerMessage::ChunkUnavailable { id })
+                                .await?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            ClientMessage::PairRequest { read_only } => {
+                if self.read_only {
+                    return self
+                        .error(
+                            tx,
+                            ErrorCode::ReadOnly,
+                            "read-only devices may not pair others".into(),
+                        )
+                        .await;
+                }
+                let store = relay.store.clone();
+                let (user, device, now) =
+                    (self.user.clone(), self.device, crate::server::wall_now());
+                match tokio::task::spawn_blocking(move || {
+                    store.issue_pairing_code(&user, device, read_only, now)
+                })
+                .await
+                {
+                    Ok(Ok((code, expires))) => {
+                        self.send(
+                            tx,
+                            ServerMessage::PairCode {
+                                code: code.as_str().to_owned(),
+                                expires,
+                                read_only,
+                            },
+                        )
+                        .await
+                    }
+                    _ => {
+                        self.error(tx, ErrorCode::Internal, "cannot issue a code".into())
+                            .await
+                    }
+                }
+            }
+            ClientMessage::ListDevices => {
+                let store = relay.store.clone();
+                let user = self.user.clone();
+                let online = relay.hub.online(&self.user).await;
+                match tokio::task::spawn_blocking(move || store.list_devices(&user)).await {
+                    Ok(Ok(mut list)) => {
+                        for device in &mut list {
+                            device.online = online.contains(&device.device);
+                        }
+                        self.send(tx, ServerMessage::Devices(list)).await
+                    }
+                    _ => {
+                        self.error(tx, ErrorCode::Internal, "cannot list devices".into())
+                            .await
+                    }
+                }
+            }
+            ClientMessage::Revoke { device } => {
+                if self.read_only {
+                    return self
+                        .error(
+                            tx,
+                            ErrorCode::ReadOnly,
+                            "read-only devices may not revoke".into(),
+                        )
+                        .await;
+                }
+                let store = relay.store.clone();
+                let (user, by, now) = (self.user.clone(), self.device, crate::server::wall_now());
+                match tokio::task::spawn_blocking(move || store.revoke(&user, by, device, now))
+                    .await
+                {
+                    Ok(Ok(())) => {
+                        tracing::info!(user = %self.user, by = %self.device.short(), revoked = %device.short(), "device revoked");
+                        relay
+                            .hub
+                            .kick(
+                                &self.user,
+                                device,
+                                CloseCode::Revoked,
+                                "this device was revoked",
+                            )
+                            .await;
+                        self.send(tx, ServerMessage::Revoked { device }).await
+                    }
+                    _ => {
+                        self.error(
+                            tx,
+                            ErrorCode::NotFound,
+                            "no such device in this account".into(),
+                        )
+                        .await
+                    }
+                }
+            }
+            ClientMessage::Ping(value) => self.send(tx, ServerMessage::Pong(value)).await,
+            _ => {
+                self.error(tx, ErrorCode::BadMessage, "unsupported message".into())
+                    .await
+            }
+        }
+    }
+
+    async fn chunk_piece(
+        &mut self,
+        relay: &Arc<Relay>,
+        tx: &mpsc::Sender<Outbound>,
+        piece: ChunkPiece,
+    ) -> Result<(), String> {
+        if self.read_only {
+            tracing::warn!(device = %self.device.short(), "read-only device tried to upload");
+            return self
+                .error(
+                    tx,
+                    ErrorCode::ReadOnly,
+                    "read-only devices may not upload".into(),
+                )
+                .await;
+        }
+        let encoded_len = piece.encoded_len as usize;
+        if encoded_len > MAX_BLOB_BYTES
+            || piece.raw_len as usize > MAX_BLOB_BYTES
+            || piece.data.len() > MAX_PIECE_BYTES
+        {
+            return Err("blob over the size limit".into());
+        }
+        let id = piece.id;
+        let entry = self.uploads.entry(id).or_insert_with(|| {
+            let header = ChunkPiece {
+                data: Vec::new(),
+                ..piece.clone()
+            };
+            (header, Vec::new())
+        });
+        let (header, bytes) = entry;
+        let consistent = header.encoded_len == piece.encoded_len
+            && header.raw_len == piece.raw_len
+            && header.codec == piece.codec
+            && piece.offset as usize == bytes.len()
+            && bytes.len() + piece.data.len() <= encoded_len;
+        if !consistent {
+            self.uploads.remove(&id);
+            return self
+                .error(
+                    tx,
+                    ErrorCode::BadMessage,
+                    format!("inconsistent piece of blob {id}"),
+                )
+                .await;
+        }
+        bytes.extend_from_slice(&piece.data);
+        self.upload_bytes += piece.data.len();
+        if self.upload_bytes > 2 * MAX_BLOB_BYTES {
+            return Err("too many unfinished uploads".into());
+        }
+        if bytes.len() < encoded_len {
+            return Ok(());
+        }
+        let Some((header, bytes)) = self.uploads.remove(&id) else {
+            return Ok(());
+        };
+        self.upload_bytes = self.upload_bytes.saturating_sub(bytes.len());
+        let store = relay.store.clone();
+        let (user, device, quota) = (
+            self.user.clone(),
+            self.device,
+            relay.gate.limits.quota_bytes,
+        );
+        let result = tokio::task::spawn_blocking(move || {
+            let blob = crate::store::chunks::NewBlob {
+                id,
+                codec: header.codec,
+                raw_len: header.raw_len,
+                bytes: &bytes,
+            };
+            store.put_chunk(&user, device, blob, quota)
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {
+                Metrics::add(&relay.metrics.chunks_stored, 1);
+                self.send(tx, ServerMessage::ChunkStored { id }).await
+            }
+            Ok(Err(crate::error::StoreError::Quota { quota })) => {
+                self.error(
+                    tx,
+                    ErrorCode::Quota,
+                    format!("storage quota of {quota} bytes is full"),
+                )
+                .await
+            }
+            Ok(Err(crate::error::StoreError::Forbidden(why))) => {
+                tracing::warn!(device = %self.device.short(), why, "blob refused");
+                let code = if why.contains("hash") {
+                    ErrorCode::HashMismatch
+                } else {
+                    ErrorCode::BadMessage
+                };
+                self.error(tx, code, why).await
+            }
+            _ => {
+                self.error(tx, ErrorCode::Internal, "cannot store blob".into())
+                    .await
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        tx: &mpsc::Sender<Outbound>,
+        message: ServerMessage,
+    ) -> Result<(), String> {
+        tx.send(Outbound::Message(message))
+            .await
+            .map_err(|_| "connection closed".to_owned())
+    }
+
+    async fn error(
+        &self,
+        tx: &mpsc::Sender<Outbound>,
+        code: ErrorCode,
+        message: String,
+    ) -> Result<(), String> {
+        self.send(tx, ServerMessage::Error { code, message }).await
+    }
+}

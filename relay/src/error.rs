@@ -1,0 +1,59 @@
+//! The relay's error types.
+
+use std::path::{Path, PathBuf};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(String),
+    /// A file operation failed.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Stored bytes do not decode.
+    #[error("storage is corrupt: {0}")]
+    Corrupt(String),
+    /// The OS gave no randomness.
+    #[error("no randomness: {0}")]
+    Random(String),
+    /// The user exists already.
+    #[error("user {0} exists already")]
+    UserExists(String),
+    /// No such user.
+    #[error("no user {0}")]
+    NoUser(String),
+    /// The name is not allowed.
+    #[error("invalid user name {0:?}: use 1-64 letters, digits, '-', '_' or '.'")]
+    BadName(String),
+    /// The device may not do this.
+    #[error("device {0} may not do this")]
+    Forbidden(String),
+    /// The user's storage quota is full.
+    #[error("storage quota of {quota} bytes is full")]
+    Quota {
+        /// The quota.
+        quota: u64,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn db(error: impl std::fmt::Display) -> StoreError {
+        StoreError::Database(error.to_string())
+    }
+}

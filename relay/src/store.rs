@@ -1,0 +1,115 @@
+//! The relay's embedded storage: one redb database (`DATA/relay.redb`) for accounts, devices,
+//! codes, documents and the chunk index, and append-only pack files for chunk bytes
+//! (`DATA/packs/`). Every call that touches a user's data takes that user's name: there is no way
+//! to reach a chunk, document or device of another user.
+//!
+//! Tables (postcard values; the layout is a boundary, see ARCHITECTURE.md):
+//! - `users`: name → [`UserRecord`]
+//! - `devices`: device key → [`DeviceRecord`]
+//! - `codes`: SHA-256 of a one-time code → [`CodeRecord`]
+//! - `code_tries`: user → wrong tries since the last success
+//! - `device_log`: (user, seq) → [`DeviceEvent`], append-only
+//! - `doc_log`: (user, folder, seq) → Automerge bytes (entry 0 may be a snapshot)
+//! - `sync_heads`: (device, folder) → heads the device is known to have
+//! - `chunks`: (user, chunk id) → [`ChunkLocation`]
+//! - `usage`: user → stored chunk bytes
+//! - `meta`: `relay_id`
+
+pub mod accounts;
+pub mod chunks;
+pub mod docs;
+pub mod packs;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+pub use accounts::{AuthOutcome, CodeKind, CodeRecord, DeviceEvent, DeviceRecord, UserRecord};
+pub use chunks::ChunkLocation;
+
+use crate::error::StoreError;
+use packs::Packs;
+
+pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+pub(crate) const DEVICES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("devices");
+pub(crate) const CODES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("codes");
+pub(crate) const CODE_TRIES: TableDefinition<&str, u32> = TableDefinition::new("code_tries");
+pub(crate) const DEVICE_LOG: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("device_log");
+pub(crate) const DOC_LOG: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("doc_log");
+pub(crate) const SYNC_HEADS: TableDefinition<(&[u8; 32], &str), &[u8]> =
+    TableDefinition::new("sync_heads");
+pub(crate) const CHUNKS: TableDefinition<(&str, &[u8; 32]), &[u8]> = TableDefinition::new("chunks");
+pub(crate) const USAGE: TableDefinition<&str, u64> = TableDefinition::new("usage");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The relay's storage.
+pub struct Store {
+    pub(crate) db: Database,
+    pub(crate) packs: Mutex<Packs>,
+    data: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the storage in `data`.
+    pub fn open(data: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data).map_err(|e| StoreError::io("create", data, e))?;
+        let path = data.join("relay.redb");
+        let db = Database::create(&path).map_err(|e| StoreError::Database(e.to_string()))?;
+        let txn = db.begin_write().map_err(StoreError::db)?;
+        {
+            txn.open_table(USERS).map_err(StoreError::db)?;
+            txn.open_table(DEVICES).map_err(StoreError::db)?;
+            txn.open_table(CODES).map_err(StoreError::db)?;
+            txn.open_table(CODE_TRIES).map_err(StoreError::db)?;
+            txn.open_table(DEVICE_LOG).map_err(StoreError::db)?;
+            txn.open_table(DOC_LOG).map_err(StoreError::db)?;
+            txn.open_table(SYNC_HEADS).map_err(StoreError::db)?;
+            txn.open_table(CHUNKS).map_err(StoreError::db)?;
+            txn.open_table(USAGE).map_err(StoreError::db)?;
+            let mut meta = txn.open_table(META).map_err(StoreError::db)?;
+            if meta.get("relay_id").map_err(StoreError::db)?.is_none() {
+                let mut id = [0u8; 32];
+                getrandom::fill(&mut id).map_err(|e| StoreError::Random(e.to_string()))?;
+                meta.insert("relay_id", id.as_slice())
+                    .map_err(StoreError::db)?;
+            }
+        }
+        txn.commit().map_err(StoreError::db)?;
+        Ok(Store {
+            db,
+            packs: Mutex::new(Packs::open(&data.join("packs"))?),
+            data: data.to_owned(),
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    /// This relay's identity, bound into every device signature.
+    pub fn relay_id(&self) -> Result<[u8; 32], StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let meta = txn.open_table(META).map_err(StoreError::db)?;
+        let value = meta
+            .get("relay_id")
+            .map_err(StoreError::db)?
+            .ok_or_else(|| StoreError::Corrupt("no relay id".into()))?;
+        value
+            .value()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("relay id length".into()))
+    }
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_allocvec(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}

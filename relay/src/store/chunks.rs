@@ -1,0 +1,172 @@
+//! The chunk index: (user, chunk id) → where its encoded bytes are, with the per-user quota.
+
+use cloud3_engine::chunk;
+use cloud3_engine::ids::{ChunkId, DeviceId};
+use cloud3_engine::wire::ChunkCodec;
+use redb::{ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+use super::accounts::check_active;
+use super::packs::PackSpan;
+use super::{CHUNKS, Store, USAGE, decode, encode};
+use crate::error::StoreError;
+
+/// Where a stored blob is and how it is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkLocation {
+    /// Pack number.
+    pub pack: u32,
+    /// Offset in the pack.
+    pub offset: u64,
+    /// Encoded length.
+    pub len: u32,
+    /// Encoding.
+    pub zstd: bool,
+    /// Raw length.
+    pub raw_len: u32,
+}
+
+/// A blob arriving from a device.
+#[derive(Clone, Copy, Debug)]
+pub struct NewBlob<'a> {
+    /// Its id (SHA-256 of the raw bytes).
+    pub id: ChunkId,
+    /// How `bytes` are encoded.
+    pub codec: ChunkCodec,
+    /// Its raw length.
+    pub raw_len: u32,
+    /// The encoded bytes.
+    pub bytes: &'a [u8],
+}
+
+/// A stored blob, verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// Encoding of `bytes`.
+    pub codec: ChunkCodec,
+    /// Raw length.
+    pub raw_len: u32,
+    /// Encoded bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Store {
+    /// Which of `ids` the user does not store.
+    pub fn missing_chunks(&self, user: &str, ids: &[ChunkId]) -> Result<Vec<ChunkId>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let table = txn.open_table(CHUNKS).map_err(StoreError::db)?;
+        let mut missing = Vec::new();
+        for id in ids {
+            if table.get((user, &id.0)).map_err(StoreError::db)?.is_none() {
+                missing.push(*id);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Verifies and stores a blob for `user`, on behalf of `device`. Returns once durable.
+    pub fn put_chunk(
+        &self,
+        user: &str,
+        device: DeviceId,
+        blob: NewBlob<'_>,
+        quota: u64,
+    ) -> Result<(), StoreError> {
+        let NewBlob {
+            id,
+            codec,
+            raw_len,
+            bytes,
+        } = blob;
+        chunk::open(id, codec, bytes, raw_len).map_err(|e| StoreError::Forbidden(e.to_string()))?;
+        if self.missing_chunks(user, &[id])?.is_empty() {
+            return Ok(());
+        }
+        let used = self.usage(user)?;
+        if used + bytes.len() as u64 > quota {
+            return Err(StoreError::Quota { quota });
+        }
+        let span: PackSpan = self
+            .packs
+            .lock()
+            .map_err(|_| StoreError::Corrupt("pack lock poisoned".into()))?
+            .append(user, bytes)?;
+        let location = ChunkLocation {
+            pack: span.pack,
+            offset: span.offset,
+            len: span.len,
+            zstd: codec == ChunkCodec::Zstd,
+            raw_len,
+        };
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        {
+            check_active(&txn, user, device)?;
+            let mut table = txn.open_table(CHUNKS).map_err(StoreError::db)?;
+            if table.get((user, &id.0)).map_err(StoreError::db)?.is_some() {
+                return Ok(());
+            }
+            table
+                .insert((user, &id.0), encode(&location)?.as_slice())
+                .map_err(StoreError::db)?;
+            let mut usage = txn.open_table(USAGE).map_err(StoreError::db)?;
+            let used = usage
+                .get(user)
+                .map_err(StoreError::db)?
+                .map_or(0, |v| v.value());
+            usage
+                .insert(user, used + u64::from(span.len))
+                .map_err(StoreError::db)?;
+        }
+        txn.commit().map_err(StoreError::db)
+    }
+
+    /// A user's blob, verified against its id; `None` if the user does not store it.
+    pub fn get_chunk(&self, user: &str, id: ChunkId) -> Result<Option<StoredBlob>, StoreError> {
+        let location: ChunkLocation = {
+            let txn = self.db.begin_read().map_err(StoreError::db)?;
+            let table = txn.open_table(CHUNKS).map_err(StoreError::db)?;
+            match table.get((user, &id.0)).map_err(StoreError::db)? {
+                Some(value) => decode(value.value())?,
+                None => return Ok(None),
+            }
+        };
+        let span = PackSpan {
+            pack: location.pack,
+            offset: location.offset,
+            len: location.len,
+        };
+        let bytes = self
+            .packs
+            .lock()
+            .map_err(|_| StoreError::Corrupt("pack lock poisoned".into()))?
+            .read(user, span)?;
+        let codec = if location.zstd {
+            ChunkCodec::Zstd
+        } else {
+            ChunkCodec::Raw
+        };
+        // Storage is checked on every read: a damaged pack is reported, never served.
+        chunk::open(id, codec, &bytes, location.raw_len)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some(StoredBlob {
+            codec,
+            raw_len: location.raw_len,
+            bytes,
+        }))
+    }
+
+    /// Encoded bytes the user stores.
+    pub fn usage(&self, user: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let usage = txn.open_table(USAGE).map_err(StoreError::db)?;
+        Ok(usage
+            .get(user)
+            .map_err(StoreError::db)?
+            .map_or(0, |v| v.value()))
+    }
+
+    /// Bytes of the user's pack files on disk.
+    pub fn pack_disk_bytes(&self, user: &str) -> u64 {
+        self.packs.lock().map(|p| p.disk_bytes(user)).unwrap_or(0)
+    }
+}

@@ -1,0 +1,100 @@
+//! Folder documents (an append log of Automerge saves per user and folder) and the heads each
+//! device is known to have.
+
+use cloud3_engine::ids::DeviceId;
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::accounts::check_active;
+use super::{DOC_LOG, SYNC_HEADS, Store, decode, encode};
+use crate::error::StoreError;
+
+/// The log is folded into one snapshot past this many entries.
+pub const DOC_LOG_COMPACT_AT: u64 = 512;
+
+impl Store {
+    /// The stored document bytes (snapshot and increments concatenated), empty if none.
+    pub fn load_doc(&self, user: &str, folder: &str) -> Result<(Vec<u8>, u64), StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let log = txn.open_table(DOC_LOG).map_err(StoreError::db)?;
+        let mut bytes = Vec::new();
+        let mut entries = 0;
+        for row in log
+            .range((user, folder, 0)..=(user, folder, u64::MAX))
+            .map_err(StoreError::db)?
+        {
+            let (_, value) = row.map_err(StoreError::db)?;
+            bytes.extend_from_slice(value.value());
+            entries += 1;
+        }
+        Ok((bytes, entries))
+    }
+
+    /// Appends an incremental save, on behalf of `device` (checked active in the same
+    /// transaction) or of the relay itself. Durable when this returns.
+    pub fn append_doc(
+        &self,
+        user: &str,
+        folder: &str,
+        device: Option<DeviceId>,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        {
+            if let Some(device) = device {
+                check_active(&txn, user, device)?;
+            }
+            let mut log = txn.open_table(DOC_LOG).map_err(StoreError::db)?;
+            let next = match log
+                .range((user, folder, 0)..=(user, folder, u64::MAX))
+                .map_err(StoreError::db)?
+                .next_back()
+            {
+                Some(row) => row.map_err(StoreError::db)?.0.value().2 + 1,
+                None => 0,
+            };
+            log.insert((user, folder, next), bytes)
+                .map_err(StoreError::db)?;
+        }
+        txn.commit().map_err(StoreError::db)
+    }
+
+    /// Replaces the log with one snapshot.
+    pub fn compact_doc(&self, user: &str, folder: &str, snapshot: &[u8]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        {
+            let mut log = txn.open_table(DOC_LOG).map_err(StoreError::db)?;
+            log.retain_in((user, folder, 0)..=(user, folder, u64::MAX), |_, _| false)
+                .map_err(StoreError::db)?;
+            log.insert((user, folder, 0), snapshot)
+                .map_err(StoreError::db)?;
+        }
+        txn.commit().map_err(StoreError::db)
+    }
+
+    /// The heads `device` was known to have for `folder`.
+    pub fn sync_heads(&self, device: DeviceId, folder: &str) -> Result<Vec<[u8; 32]>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let table = txn.open_table(SYNC_HEADS).map_err(StoreError::db)?;
+        match table.get((&device.0, folder)).map_err(StoreError::db)? {
+            Some(value) => decode(value.value()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Records the heads `device` is known to have.
+    pub fn set_sync_heads(
+        &self,
+        device: DeviceId,
+        folder: &str,
+        heads: &[[u8; 32]],
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        {
+            let mut table = txn.open_table(SYNC_HEADS).map_err(StoreError::db)?;
+            table
+                .insert((&device.0, folder), encode(&heads.to_vec())?.as_slice())
+                .map_err(StoreError::db)?;
+        }
+        txn.commit().map_err(StoreError::db)
+    }
+}

@@ -1,0 +1,170 @@
+//! The agent syncing folders through the relay: trees, edits, deletes, renames, conflicts.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use anyhow::Result;
+use cloud3_tests::{Entry, wait_until};
+
+use crate::setup;
+
+#[test]
+fn nested_tree_with_empty_dirs_exec_bits_and_symlinks_syncs() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, devices) = setup(tmp.path(), 2)?;
+    let a = &devices[0];
+    a.write("docs/notes/today.txt", "hello");
+    a.write("docs/a.bin", vec![7u8; 300_000]);
+    std::fs::create_dir_all(a.dir.join("empty/inner"))?;
+    a.write("bin/tool.sh", "#!/bin/sh\necho hi\n");
+    std::fs::set_permissions(
+        a.dir.join("bin/tool.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )?;
+    std::os::unix::fs::symlink("docs/a.bin", a.dir.join("link"))?;
+    a.sync()?;
+    devices[1].sync()?;
+    let tree = devices[1].tree();
+    assert_eq!(tree, a.tree());
+    assert_eq!(
+        tree["bin/tool.sh"],
+        Entry::File(b"#!/bin/sh\necho hi\n".to_vec(), true)
+    );
+    assert_eq!(tree["link"], Entry::Symlink("docs/a.bin".into()));
+    assert_eq!(tree["empty/inner"], Entry::Dir);
+    Ok(())
+}
+
+#[test]
+fn edits_deletes_and_renames_propagate() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    a.write("keep.txt", "v1");
+    a.write("gone.txt", "bye");
+    a.write("dir/old-name.txt", "moving");
+    a.sync()?;
+    b.sync()?;
+    a.write("keep.txt", "v2 longer");
+    std::fs::remove_file(a.dir.join("gone.txt"))?;
+    std::fs::rename(a.dir.join("dir"), a.dir.join("renamed-dir"))?;
+    a.sync()?;
+    b.sync()?;
+    assert_eq!(b.read("keep.txt"), Some(b"v2 longer".to_vec()));
+    assert_eq!(b.read("gone.txt"), None);
+    assert_eq!(b.read("renamed-dir/old-name.txt"), Some(b"moving".to_vec()));
+    assert_eq!(b.tree(), a.tree());
+    Ok(())
+}
+
+#[test]
+fn concurrent_offline_edits_keep_both_versions_everywhere() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    a.write("report.txt", "base");
+    a.sync()?;
+    b.sync()?;
+    a.write("report.txt", "from a");
+    b.write("report.txt", "from b, later");
+    a.sync()?;
+    b.sync()?;
+    a.sync()?;
+    let tree = a.tree();
+    assert_eq!(tree, b.tree(), "devices differ");
+    let contents: Vec<&Entry> = tree
+        .iter()
+        .filter(|(path, _)| path.starts_with("report"))
+        .map(|(_, entry)| entry)
+        .collect();
+    assert_eq!(
+        contents.len(),
+        2,
+        "expected the file and one conflict copy: {tree:?}"
+    );
+    assert!(contents.contains(&&Entry::File(b"from a".to_vec(), false)));
+    assert!(contents.contains(&&Entry::File(b"from b, later".to_vec(), false)));
+    assert!(
+        tree.keys()
+            .any(|p| p.starts_with("report (conflict from ") && p.ends_with(".txt")),
+        "conflict copy name: {:?}",
+        tree.keys().collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+#[test]
+fn edit_beats_concurrent_delete() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    a.write("f.txt", "base");
+    a.sync()?;
+    b.sync()?;
+    std::fs::remove_file(a.dir.join("f.txt"))?;
+    b.write("f.txt", "edited");
+    a.sync()?;
+    b.sync()?;
+    a.sync()?;
+    assert_eq!(a.read("f.txt"), Some(b"edited".to_vec()));
+    assert_eq!(a.tree(), b.tree());
+    Ok(())
+}
+
+#[test]
+fn edit_follows_a_concurrent_rename() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    a.write("draft.txt", "v1");
+    a.sync()?;
+    b.sync()?;
+    std::fs::rename(a.dir.join("draft.txt"), a.dir.join("final.txt"))?;
+    b.write("draft.txt", "v2 edited");
+    a.sync()?;
+    b.sync()?;
+    a.sync()?;
+    assert_eq!(a.read("final.txt"), Some(b"v2 edited".to_vec()));
+    assert_eq!(a.read("draft.txt"), None);
+    assert_eq!(a.tree(), b.tree());
+    Ok(())
+}
+
+#[test]
+fn ignored_files_stay_local() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    a.write(".cloud3ignore", "*.tmp\nbuild/\n");
+    a.write("keep.txt", "k");
+    a.write("scratch.tmp", "s");
+    a.write("build/out.o", "o");
+    a.sync()?;
+    b.sync()?;
+    assert_eq!(b.read("keep.txt"), Some(b"k".to_vec()));
+    assert_eq!(b.read("scratch.tmp"), None);
+    assert_eq!(b.read("build/out.o"), None);
+    Ok(())
+}
+
+#[test]
+fn running_daemons_propagate_a_small_file_within_a_second() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, mut devices) = setup(tmp.path(), 2)?;
+    for device in devices.iter_mut() {
+        device.start_daemon()?;
+    }
+    // Let both connect and settle.
+    std::thread::sleep(Duration::from_millis(700));
+    devices[0].write("hello.txt", "hi there");
+    let b = &devices[1];
+    wait_until(
+        Duration::from_secs(1),
+        "hello.txt on the other device",
+        || b.read("hello.txt").as_deref() == Some(b"hi there"),
+    )?;
+    for device in devices.iter_mut() {
+        device.stop_daemon()?;
+    }
+    Ok(())
+}

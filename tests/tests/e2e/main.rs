@@ -1,0 +1,34 @@
+//! End-to-end tests: real `cloud3-relay` and `cloud3` processes on loopback, real folders.
+
+mod agent_sync;
+
+use std::path::Path;
+
+use anyhow::Result;
+use cloud3_tests::{Device, Relay};
+
+/// A relay with user alice and `n` enrolled devices (the first by invite, the rest paired).
+pub(crate) fn setup(root: &Path, n: usize) -> Result<(Relay, Vec<Device>)> {
+    let relay = Relay::start(&root.join("relay"))?;
+    let invite = relay.add_user("alice")?;
+    let mut devices = vec![Device::init(
+        &root.join("dev0"),
+        &relay,
+        "alice",
+        "--invite",
+        &invite,
+        "dev0",
+    )?];
+    for idx in 1..n {
+        let code = devices[0].pair(false)?;
+        devices.push(Device::init(
+            &root.join(format!("dev{idx}")),
+            &relay,
+            "alice",
+            "--pair",
+            &code,
+            &format!("dev{idx}"),
+        )?);
+    }
+    Ok((relay, devices))
+}
