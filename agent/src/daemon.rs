@@ -1,6 +1,6 @@
 //! The agent's drivers: `run` (sync continuously, online or offline) and `sync` (one exchange).
 //!
-//! Everything that can wake the daemon is one [`Event`], handled in one loop: a message from the
+//! Everything that can wake the daemon is one `Event`, handled in one loop: a message from the
 //! relay, changes reported by the watcher, the periodic full rescan, the keep-alive tick, and
 //! shutdown.
 
