@@ -3,7 +3,7 @@
 //! The relay speaks first (a `Challenge`); this device answers with a signed `Hello` and gets a
 //! `Welcome` or a close code, which is turned into an [`AgentError`] the user can act on.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cloud3_engine::auth::DeviceKey;
 use cloud3_engine::auth::challenge::sign_hello;
@@ -23,6 +23,13 @@ use crate::error::AgentError;
 /// How long connecting plus the handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a send may wait for the relay to take the bytes before the link counts as dead.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the relay may stay silent before the link counts as dead. The daemon pings every 20 s
+/// and the relay answers each ping, so a healthy link is never this quiet.
+pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(65);
+
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// An authenticated connection.
@@ -33,6 +40,8 @@ pub struct Connection {
     pub read_only: bool,
     /// This device.
     pub device: DeviceId,
+    /// When the relay last sent anything.
+    last_heard: Instant,
 }
 
 impl Connection {
@@ -72,6 +81,7 @@ impl Connection {
             url: url.to_owned(),
             read_only: false,
             device: key.device_id(),
+            last_heard: Instant::now(),
         };
         let (relay_id, nonce) = match connection.recv().await? {
             ServerMessage::Challenge {
@@ -100,16 +110,30 @@ impl Connection {
 
     /// Sends one message.
     pub async fn send(&mut self, message: &ClientMessage) -> Result<(), AgentError> {
-        self.socket
-            .send(Message::Binary(wire::encode_client(message).into()))
-            .await
-            .map_err(|e| self.broken(e))
+        let frame = Message::Binary(wire::encode_client(message).into());
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(frame)).await {
+            Ok(sent) => sent.map_err(|e| self.broken(e)),
+            Err(_) => Err(AgentError::Protocol(format!(
+                "{}: the relay took nothing for {} s",
+                self.url,
+                SEND_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     /// Receives the next message; a close frame becomes the error its code means.
     pub async fn recv(&mut self) -> Result<ServerMessage, AgentError> {
         loop {
-            let frame = match self.socket.next().await {
+            let left = SILENCE_TIMEOUT.saturating_sub(self.last_heard.elapsed());
+            let Ok(next) = tokio::time::timeout(left, self.socket.next()).await else {
+                return Err(AgentError::Protocol(format!(
+                    "{}: the relay was silent for {} s",
+                    self.url,
+                    SILENCE_TIMEOUT.as_secs()
+                )));
+            };
+            self.last_heard = Instant::now();
+            let frame = match next {
                 Some(Ok(frame)) => frame,
                 Some(Err(e)) => return Err(self.broken(e)),
                 None => return Err(AgentError::Protocol("relay closed the connection".into())),

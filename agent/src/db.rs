@@ -5,10 +5,13 @@
 //! - `doc_log`: sequence -> Automerge bytes; entry 0 may be a full snapshot, later entries
 //!   incremental saves. Loading concatenates them.
 //! - `meta`: small named values (the relay's known heads, last sync time).
+//! - `pending`: chunk id -> where its bytes are ([`crate::syncer::BlobSource`]): blobs that local
+//!   document changes reference and the relay may lack. Written in the same transaction as the
+//!   change that references them, so an upload cut off by a crash resumes on the next start.
 //!
 //! Every change of local state goes through [`LocalDb::commit`], one transaction per batch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use cloud3_engine::ids::{ChunkId, NodeId};
@@ -16,10 +19,12 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{Deserialize, Serialize};
 
 use crate::error::AgentError;
+use crate::syncer::BlobSource;
 
 const INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("index");
 const DOC_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("doc_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const PENDING: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("pending");
 
 /// The document log is folded into one snapshot when it has more entries than this.
 const DOC_LOG_COMPACT_AT: u64 = 256;
@@ -60,6 +65,10 @@ pub struct Batch {
     pub doc_snapshot: Vec<u8>,
     /// Named metadata values to write.
     pub meta: Vec<(&'static str, Vec<u8>)>,
+    /// Blobs to upload, to remember.
+    pub pending_put: Vec<(ChunkId, BlobSource)>,
+    /// Blobs the relay has committed, to forget.
+    pub pending_done: Vec<ChunkId>,
 }
 
 impl Batch {
@@ -70,6 +79,8 @@ impl Batch {
             && self.doc_append.is_empty()
             && self.doc_snapshot.is_empty()
             && self.meta.is_empty()
+            && self.pending_put.is_empty()
+            && self.pending_done.is_empty()
     }
 }
 
@@ -92,6 +103,7 @@ impl LocalDb {
             txn.open_table(INDEX).map_err(|e| local.error(e))?;
             txn.open_table(DOC_LOG).map_err(|e| local.error(e))?;
             txn.open_table(META).map_err(|e| local.error(e))?;
+            txn.open_table(PENDING).map_err(|e| local.error(e))?;
         }
         txn.commit().map_err(|e| local.error(e))?;
         Ok(local)
@@ -109,6 +121,20 @@ impl LocalDb {
             index.insert(path.value().to_owned(), entry);
         }
         Ok(index)
+    }
+
+    /// Blobs still to upload.
+    pub fn load_pending(&self) -> Result<HashMap<ChunkId, BlobSource>, AgentError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = txn.open_table(PENDING).map_err(|e| self.error(e))?;
+        let mut pending = HashMap::new();
+        for row in table.iter().map_err(|e| self.error(e))? {
+            let (id, value) = row.map_err(|e| self.error(e))?;
+            let source: BlobSource =
+                postcard::from_bytes(value.value()).map_err(|e| self.error(e))?;
+            pending.insert(ChunkId(*id.value()), source);
+        }
+        Ok(pending)
     }
 
     /// The stored document bytes (snapshot and increments concatenated), empty if none.
@@ -170,6 +196,16 @@ impl LocalDb {
                 };
                 log.insert(next, batch.doc_append.as_slice())
                     .map_err(|e| self.error(e))?;
+            }
+            let mut pending = txn.open_table(PENDING).map_err(|e| self.error(e))?;
+            for (id, source) in &batch.pending_put {
+                let bytes = postcard::to_allocvec(source).map_err(|e| self.error(e))?;
+                pending
+                    .insert(&id.0, bytes.as_slice())
+                    .map_err(|e| self.error(e))?;
+            }
+            for id in &batch.pending_done {
+                pending.remove(&id.0).map_err(|e| self.error(e))?;
             }
             let mut meta = txn.open_table(META).map_err(|e| self.error(e))?;
             for (name, value) in &batch.meta {

@@ -15,6 +15,7 @@ use cloud3_engine::scan::{DiskEntry, DocOp, Known, RemoteEntry, Scanner};
 use cloud3_engine::session::PeerSync;
 use cloud3_engine::time::WallTime;
 use cloud3_engine::tree::{Content, ContentBody, FolderDoc, NodeKind};
+use cloud3_engine::wire::limits::MAX_OPS_PER_CHANGE;
 
 use crate::db::{Batch, IndexEntry, LocalDb};
 use crate::error::AgentError;
@@ -27,7 +28,7 @@ use crate::walk::{self, Stat};
 const RACY_NS: i128 = 2_000_000_000;
 
 /// A blob this device must upload before the document changes that reference it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BlobSource {
     /// `len` bytes at `offset` of a local file (re-verified when read).
     File {
@@ -60,6 +61,9 @@ pub struct Syncer {
     pub relay: PeerSync,
     /// Blobs the relay may lack, referenced by local changes not yet acknowledged.
     pub pending: HashMap<ChunkId, BlobSource>,
+    /// Pending blobs added or uploaded since the last commit (persisted with the next batch).
+    pending_added: Vec<ChunkId>,
+    pending_done: Vec<ChunkId>,
     /// Manifest blobs known locally (created here or fetched).
     pub manifests: HashMap<ChunkId, Manifest>,
     db: LocalDb,
@@ -85,6 +89,7 @@ impl Syncer {
             Some(bytes) => postcard::from_bytes(&bytes).unwrap_or_default(),
             None => Vec::new(),
         };
+        let pending = db.load_pending()?;
         clean_dir(&state.tmp_dir())?;
         Ok(Syncer {
             root: root.to_owned(),
@@ -94,7 +99,9 @@ impl Syncer {
             doc,
             index,
             relay: PeerSync::with_their_heads(relay_heads),
-            pending: HashMap::new(),
+            pending,
+            pending_added: Vec::new(),
+            pending_done: Vec::new(),
             manifests: HashMap::new(),
             db,
         })
@@ -258,18 +265,22 @@ impl Syncer {
     fn queue_upload(&mut self, path: &str, manifest: &Manifest) {
         let mut offset = 0u64;
         for entry in &manifest.entries {
-            self.pending.entry(entry.id).or_insert(BlobSource::File {
-                path: path.to_owned(),
-                offset,
-                len: entry.len,
-            });
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.pending.entry(entry.id) {
+                slot.insert(BlobSource::File {
+                    path: path.to_owned(),
+                    offset,
+                    len: entry.len,
+                });
+                self.pending_added.push(entry.id);
+            }
             offset += u64::from(entry.len);
         }
         if !manifest.is_inline() {
             let id = manifest.content_hash();
-            self.pending
-                .entry(id)
-                .or_insert_with(|| BlobSource::Bytes(manifest.encode()));
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.pending.entry(id) {
+                slot.insert(BlobSource::Bytes(manifest.encode()));
+                self.pending_added.push(id);
+            }
             self.manifests.insert(id, manifest.clone());
         }
     }
@@ -289,9 +300,15 @@ impl Syncer {
         if self.db.doc_log_is_long()? {
             batch.doc_snapshot = self.doc.save();
         }
+        for id in self.pending_added.drain(..) {
+            if let Some(source) = self.pending.get(&id) {
+                batch.pending_put.push((id, source.clone()));
+            }
+        }
+        batch.pending_done.append(&mut self.pending_done);
         batch.meta.push((
             "relay_heads",
-            postcard::to_allocvec(&self.relay.their_heads()).unwrap_or_default(),
+            postcard::to_allocvec(&self.relay.confirmed_heads()).unwrap_or_default(),
         ));
         for path in &batch.remove {
             self.index.remove(path);
@@ -310,30 +327,12 @@ impl Syncer {
                 .set_device_name(author, &self.config.device_name)
                 .map_err(doc_error)?;
         }
-        for op in ops {
-            let result = match op {
-                DocOp::Create {
-                    id,
-                    parent,
-                    name,
-                    kind,
-                    mode,
-                    content,
-                } => self.doc.create_node(
-                    *id,
-                    *parent,
-                    name,
-                    *kind,
-                    *mode,
-                    content.clone(),
-                    author,
-                    now,
-                ),
-                DocOp::SetContent { id, content } => self.doc.set_content(*id, content.clone()),
-                DocOp::SetMode { id, mode } => self.doc.set_mode(*id, *mode),
-                DocOp::Move { id, parent, name } => self.doc.rename(*id, *parent, name),
-                DocOp::Delete { id } => self.doc.delete(*id, author, now),
-            };
+        for (done, op) in ops.iter().enumerate() {
+            // Bounded changes: each must fit one `DocChanges` message (see `MAX_OPS_PER_CHANGE`).
+            if done > 0 && done % MAX_OPS_PER_CHANGE == 0 {
+                self.doc.commit(now);
+            }
+            let result = op.apply(&mut self.doc, author, now);
             result.map_err(doc_error)?;
         }
         Ok(())
@@ -373,6 +372,15 @@ impl Syncer {
             return Ok(current);
         }
         Ok(self.new_content(stat, self.body_for(&manifest)))
+    }
+
+    /// The relay committed these blobs: they are no longer pending.
+    pub fn uploaded(&mut self, ids: &[ChunkId]) {
+        for id in ids {
+            if self.pending.remove(id).is_some() {
+                self.pending_done.push(*id);
+            }
+        }
     }
 
     /// Saves state and the relay heads (after sync progress).

@@ -105,9 +105,7 @@ impl Link {
                 .await?;
                 awaiting -= 1;
             }
-            for id in batch {
-                syncer.pending.remove(id);
-            }
+            syncer.uploaded(batch);
         }
         Ok(stale)
     }

@@ -17,6 +17,8 @@ pub mod ids;
 pub mod materialise;
 pub mod scan;
 pub mod session;
+#[cfg(feature = "test-support")]
+pub mod sim;
 pub mod time;
 pub mod tree;
 pub mod wire;

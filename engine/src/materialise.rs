@@ -16,6 +16,13 @@ use crate::tree::{Content, NodeKind};
 /// Where moved entries wait between the two halves of a move (inside the agent's state dir).
 pub const STAGING_DIR: &str = ".cloud3/staging";
 
+/// Whether an indexed path is parked in [`STAGING_DIR`]: in flight between two places, never
+/// seen by a scan, and never to be taken for deleted.
+pub fn is_staged(path: &str) -> bool {
+    path.strip_prefix(STAGING_DIR)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// One step for the agent to perform, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileAction {
@@ -100,6 +107,10 @@ pub fn plan(
             continue;
         };
         let to = format!("{STAGING_DIR}/{}", k.node.to_key());
+        if from == to {
+            // Parked by an earlier plan whose move back could not be done.
+            continue;
+        }
         disk.move_subtree(&from, &to);
         actions.push(FileAction::Move {
             from,

@@ -13,9 +13,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::ids::{ChunkId, NodeId};
+use crate::ids::{ChunkId, NodeId, ShortDeviceId};
+use crate::materialise::is_staged;
 use crate::time::WallTime;
-use crate::tree::{Content, NodeKind, conflict_name};
+use crate::tree::{Content, FolderDoc, NodeKind, TreeError, conflict_name};
 
 /// A path on disk as the agent found it now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,6 +109,40 @@ pub enum DocOp {
     },
 }
 
+impl DocOp {
+    /// Records the operation in `doc`, as written by `author` at `now`.
+    pub fn apply(
+        &self,
+        doc: &mut FolderDoc,
+        author: ShortDeviceId,
+        now: WallTime,
+    ) -> Result<(), TreeError> {
+        match self {
+            DocOp::Create {
+                id,
+                parent,
+                name,
+                kind,
+                mode,
+                content,
+            } => doc.create_node(
+                *id,
+                *parent,
+                name,
+                *kind,
+                *mode,
+                content.clone(),
+                author,
+                now,
+            ),
+            DocOp::SetContent { id, content } => doc.set_content(*id, content.clone()),
+            DocOp::SetMode { id, mode } => doc.set_mode(*id, *mode),
+            DocOp::Move { id, parent, name } => doc.rename(*id, *parent, name),
+            DocOp::Delete { id } => doc.delete(*id, author, now),
+        }
+    }
+}
+
 /// What a scan decided.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScanResult {
@@ -141,7 +176,9 @@ impl Scanner<'_> {
         let mut result = ScanResult::default();
         let mut vanished_by_inode: HashMap<u64, &Known> = known
             .iter()
-            .filter(|(path, k)| !disk.contains_key(*path) && remote.contains_key(&k.node))
+            .filter(|(path, k)| {
+                !disk.contains_key(*path) && !is_staged(path) && remote.contains_key(&k.node)
+            })
             .map(|(_, k)| (k.inode, k))
             .collect();
         let mut seen: HashSet<NodeId> = HashSet::new();
@@ -200,7 +237,7 @@ impl Scanner<'_> {
         // What vanished and did not move is deleted, unless the document changed it since
         // this device last saw it (edit beats delete: materialising brings it back).
         for (path, k) in known {
-            if disk.contains_key(path) || seen.contains(&k.node) {
+            if disk.contains_key(path) || is_staged(path) || seen.contains(&k.node) {
                 continue;
             }
             let Some(remote_entry) = remote.get(&k.node) else {

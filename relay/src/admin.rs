@@ -45,12 +45,18 @@ pub fn socket_path(data: &Path) -> PathBuf {
     data.join("admin.sock")
 }
 
-/// Serves admin requests until the task is dropped.
-pub async fn serve(relay: Arc<Relay>, data: PathBuf) -> std::io::Result<()> {
-    let path = socket_path(&data);
+/// Binds the admin socket (replacing a stale one) so `user` commands reach this process from
+/// the moment the relay announces itself.
+pub fn bind(data: &Path) -> std::io::Result<UnixListener> {
+    let path = socket_path(data);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves admin requests until the task is dropped.
+pub async fn serve(relay: Arc<Relay>, listener: UnixListener) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let relay = relay.clone();

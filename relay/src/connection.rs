@@ -263,8 +263,9 @@ impl Session {
             let next = tokio::time::timeout(relay.gate.limits.idle_timeout, stream.next()).await;
             let frame = match next {
                 Err(_) => return Err("idle timeout".into()),
-                Ok(None) | Ok(Some(Err(_))) => return Ok(()),
-                Ok(Some(Ok(Message::Close(_)))) => return Ok(()),
+                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return Ok(()),
+                // Oversized frames and broken framing end up here.
+                Ok(Some(Err(error))) => return Err(format!("unreadable frame: {error}")),
                 Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
                 Ok(Some(Ok(Message::Text(_)))) => {
                     return Err("text frames are not spoken here".into());

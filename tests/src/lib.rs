@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod client;
+pub mod proxy;
+pub use proxy::Proxy;
+
 /// Path of a workspace binary built in the same profile as the running executable.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
@@ -148,6 +152,23 @@ impl Device {
         })
     }
 
+    /// Points this device at another relay URL (for example a [`Proxy`]'s).
+    pub fn set_relay(&self, url: &str) -> Result<()> {
+        let path = self.dir.join(".cloud3/config.toml");
+        let config = std::fs::read_to_string(&path).context("read agent config")?;
+        let config: String = config
+            .lines()
+            .map(|line| {
+                if line.starts_with("relay =") || line.starts_with("relay=") {
+                    format!("relay = \"{url}\"\n")
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&path, config).context("write agent config")
+    }
+
     /// Runs a `cloud3` subcommand with `--dir` for this folder.
     pub fn command(&self, args: &[&str]) -> Result<Output> {
         let mut all: Vec<&str> = args.to_vec();
@@ -172,8 +193,13 @@ impl Device {
         last_line(&output)
     }
 
-    /// Starts `cloud3 run` in the background.
+    /// Starts `cloud3 run` in the background; its stderr goes to [`Device::daemon_log`].
     pub fn start_daemon(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .context("open daemon log")?;
         let child = Command::new(binary("cloud3"))
             .args(["run", "--dir"])
             .arg(&self.dir)
@@ -182,11 +208,36 @@ impl Device {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .context("spawn cloud3 run")?;
         self.daemon = Some(child);
         Ok(())
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.with_extension("daemon.log")
+    }
+
+    /// Everything the daemons of this device wrote to stderr.
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Waits for the daemon to exit on its own and returns its exit status.
+    pub fn wait_daemon_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let mut child = self.daemon.take().context("no daemon running")?;
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if start.elapsed() > timeout {
+                self.daemon = Some(child);
+                bail!("daemon still running after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops the daemon with SIGTERM.

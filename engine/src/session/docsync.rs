@@ -41,11 +41,18 @@ pub enum DocOutgoing {
     Changes(Vec<Vec<u8>>),
 }
 
-/// Sync state for one document and one peer. Its `their_heads` may be saved between connections
-/// ([`PeerSync::their_heads`], [`PeerSync::with_their_heads`]).
+/// Sync state for one document and one peer.
+///
+/// Within a connection the transport is ordered and reliable, so changes sent are assumed to
+/// arrive (`their_heads` is optimistic). Across connections only what the peer proved it has
+/// counts: heads it reported and changes it sent us ([`PeerSync::confirmed_heads`]); that is what
+/// callers save and hand to [`PeerSync::with_their_heads`] on the next connection, so changes
+/// lost with a dropped connection are sent again.
 #[derive(Clone, Debug, Default)]
 pub struct PeerSync {
     their_heads: BTreeSet<ChangeHash>,
+    /// Heads the peer is proven to have (reported by it or received from it).
+    confirmed: BTreeSet<ChangeHash>,
     /// Unknown heads the peer reported that we already asked for with our heads.
     requested_for: BTreeSet<ChangeHash>,
     /// The heads we last told the peer.
@@ -58,18 +65,21 @@ impl PeerSync {
         PeerSync::default()
     }
 
-    /// A peer known to have (at least) these heads, e.g. restored from storage.
+    /// A peer known to have (at least) these heads, e.g. its confirmed heads restored from
+    /// storage.
     pub fn with_their_heads(heads: impl IntoIterator<Item = ChangeHash>) -> PeerSync {
+        let heads: BTreeSet<ChangeHash> = heads.into_iter().collect();
         PeerSync {
-            their_heads: heads.into_iter().collect(),
+            their_heads: heads.clone(),
+            confirmed: heads,
             requested_for: BTreeSet::new(),
             told: None,
         }
     }
 
-    /// Heads the peer is known to have.
-    pub fn their_heads(&self) -> Vec<ChangeHash> {
-        self.their_heads.iter().copied().collect()
+    /// Heads the peer has proven to have: safe to save and resume from after a disconnect.
+    pub fn confirmed_heads(&self) -> Vec<ChangeHash> {
+        self.confirmed.iter().copied().collect()
     }
 
     /// The first message of a round: our heads.
@@ -86,10 +96,13 @@ impl PeerSync {
         let (known, unknown): (Vec<_>, Vec<_>) = heads.into_iter().partition(|h| doc.has_change(h));
         if unknown.is_empty() {
             // They have exactly these heads and their ancestors.
-            self.their_heads = known.into_iter().collect();
+            self.their_heads = known.iter().copied().collect();
+            self.confirmed = known.into_iter().collect();
         } else {
-            self.their_heads.extend(known);
+            self.their_heads.extend(known.iter().copied());
             self.their_heads.retain(|h| doc.has_change(h));
+            self.confirmed.extend(known);
+            self.confirmed.retain(|h| doc.has_change(h));
         }
         let mut out = self.push(doc);
         let fresh: Vec<_> = unknown
@@ -123,7 +136,8 @@ impl PeerSync {
     ) -> Result<Vec<DocOutgoing>, SyncDocError> {
         let applied = doc.apply_changes(changes)?;
         // The sender has what it sent us.
-        self.their_heads.extend(applied);
+        self.their_heads.extend(applied.iter().copied());
+        self.confirmed.extend(applied);
         self.requested_for.retain(|h| !doc.has_change(h));
         Ok(vec![self.tell(doc)])
     }

@@ -38,7 +38,7 @@ impl<K: Ord + Copy> FolderHub<K> {
 
     /// A device disconnected; returns the heads it is known to have, for the shell to store.
     pub fn disconnect(&mut self, peer: K) -> Option<Vec<ChangeHash>> {
-        self.peers.remove(&peer).map(|sync| sync.their_heads())
+        self.peers.remove(&peer).map(|sync| sync.confirmed_heads())
     }
 
     /// Connected devices.

@@ -384,6 +384,50 @@ fn tombstones_roundtrip() {
     assert_eq!(Tombstone::decode(&[1, 2]), None);
 }
 
+#[test]
+fn the_largest_change_a_device_makes_fits_one_message() {
+    use crate::wire::limits::{MAX_CHANGES_BYTES, MAX_OPS_PER_CHANGE};
+    // Worst case: every operation creates a file with a 255-byte name of unrepeated bytes and a
+    // full inline chunk list, so the change compresses badly.
+    let mut doc = doc(1);
+    for n in 0..MAX_OPS_PER_CHANGE as u32 {
+        let name: String = (0..255u32)
+            .map(|i| char::from(b'!' + ((n.wrapping_mul(7919) + i * 31 + i * i) % 90) as u8))
+            .map(|c| if c == '/' || c == '\\' { 'x' } else { c })
+            .collect();
+        let seed = n.to_le_bytes();
+        let entries = (0..Manifest::INLINE_MAX_CHUNKS as u8)
+            .map(|k| ManifestEntry {
+                id: ChunkId::of(&[&seed[..], &[k]].concat()),
+                len: 65_536 + n,
+            })
+            .collect();
+        let body = ContentBody::Inline(Manifest { entries });
+        let mut content = content("x", A, i64::from(n));
+        content.body = body;
+        content.size = u64::from(n) << 20;
+        let node = NodeId::derived("test", &[&seed]);
+        doc.create_node(
+            node,
+            NodeId::ROOT,
+            &name,
+            NodeKind::File,
+            0o644,
+            Some(content),
+            A,
+            WallTime(1),
+        )
+        .unwrap();
+    }
+    doc.commit(WallTime(2));
+    let changes = doc.changes_since(&[]);
+    let largest = changes.iter().map(Vec::len).max().unwrap();
+    assert!(
+        largest <= MAX_CHANGES_BYTES,
+        "a change of {MAX_OPS_PER_CHANGE} creations takes {largest} bytes, over {MAX_CHANGES_BYTES}"
+    );
+}
+
 /// A random operation on a replica.
 #[derive(Clone, Debug)]
 enum Op {

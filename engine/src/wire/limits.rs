@@ -20,3 +20,8 @@ pub const MAX_HEADS: usize = 1024;
 
 /// Longest user or device name, in bytes.
 pub const MAX_NAME_BYTES: usize = 64;
+
+/// Most document operations a device puts in one Automerge change. Every change must fit one
+/// `DocChanges` message ([`MAX_CHANGES_BYTES`]); a test checks this bound against the largest
+/// possible file creations.
+pub const MAX_OPS_PER_CHANGE: usize = 1000;

@@ -27,7 +27,9 @@ pub(crate) fn run(listen: SocketAddr, data: &Path, quota_gib: u64) -> anyhow::Re
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("bind {listen}"))?;
-        let admin = tokio::spawn(crate::admin::serve(relay.clone(), data.to_owned()));
+        let admin_socket = crate::admin::bind(data)
+            .with_context(|| format!("bind {}", crate::admin::socket_path(data).display()))?;
+        let admin = tokio::spawn(crate::admin::serve(relay.clone(), admin_socket));
         println!("listening on {}", listener.local_addr()?);
         tracing::info!(data = %data.display(), "relay started");
         server::run(listener, relay, shutdown_signal()).await?;

@@ -1,6 +1,8 @@
 //! End-to-end tests: real `cloud3-relay` and `cloud3` processes on loopback, real folders.
 
+mod agent_faults;
 mod agent_sync;
+mod relay_protocol;
 
 use std::path::Path;
 

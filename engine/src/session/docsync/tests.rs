@@ -110,8 +110,8 @@ fn saved_their_heads_resume_without_resending() {
         a.edit(&format!("k{i}"), i);
     }
     sync_until_quiet(&mut a, &mut sa, &mut b, &mut sb);
-    let mut sa = PeerSync::with_their_heads(sa.their_heads());
-    let mut sb = PeerSync::with_their_heads(sb.their_heads());
+    let mut sa = PeerSync::with_their_heads(sa.confirmed_heads());
+    let mut sb = PeerSync::with_their_heads(sb.confirmed_heads());
     b.edit("offline", 1);
     a.edit("other", 2);
     let (_, bytes) = sync_until_quiet(&mut a, &mut sa, &mut b, &mut sb);
@@ -137,4 +137,25 @@ fn split_changes_respects_the_message_limit() {
     for group in groups {
         assert!(group.iter().map(Vec::len).sum::<usize>() <= MAX_CHANGES_BYTES);
     }
+}
+
+#[test]
+fn changes_lost_with_a_dropped_connection_are_sent_again_on_the_next() {
+    let mut a = Doc::new(1);
+    let mut b = Doc::new(2);
+    let (mut sa, mut sb) = (PeerSync::new(), PeerSync::new());
+    a.edit("base", 1);
+    sync_until_quiet(&mut a, &mut sa, &mut b, &mut sb);
+    // b learns of another device's change, a edits: both pushes are lost with the connection.
+    b.edit("from-elsewhere", 3);
+    a.edit("lost", 2);
+    assert!(!sa.on_local_change(&mut a).is_empty());
+    assert!(!sb.on_local_change(&mut b).is_empty());
+    // What each side saves only counts what the other proved it has.
+    let mut sa = PeerSync::with_their_heads(sa.confirmed_heads());
+    let mut sb = PeerSync::with_their_heads(sb.confirmed_heads());
+    sync_until_quiet(&mut a, &mut sa, &mut b, &mut sb);
+    assert_eq!(b.value("lost"), Some("2".into()));
+    assert_eq!(a.value("from-elsewhere"), Some("3".into()));
+    assert_eq!(a.heads(), b.heads());
 }

@@ -1,0 +1,443 @@
+//! cloud3's end-to-end benchmark: real relay and agent processes (release builds) on loopback,
+//! with rsync over the same data in the same run as the reference. Each workload prints one JSON
+//! line. Run with `scripts/bench-e2e` (builds the release binaries first), or:
+//!
+//! ```text
+//! cargo build --release --workspace
+//! cargo run --release -p cloud3-tests --bin bench -- [W1 W2 W3 W4 W5 | all] [--quick]
+//! ```
+//!
+//! `--quick` shrinks every workload (a smoke run, not figures for BENCHMARKS.md).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use cloud3_tests::{Device, Proxy, Relay, binary, wait_until};
+use rand::{Rng, RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+/// Wall time, CPU time and peak RSS of one finished process.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    wall_s: f64,
+    cpu_s: f64,
+    peak_rss_mib: f64,
+}
+
+impl Run {
+    fn json(self) -> serde_json::Value {
+        json!({
+            "wall_s": round(self.wall_s),
+            "cpu_s": round(self.cpu_s),
+            "peak_rss_mib": round(self.peak_rss_mib),
+        })
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Runs `program args` under GNU time; fails unless it exits 0.
+fn timed(program: &Path, args: &[&str]) -> Result<Run> {
+    let report = tempfile::NamedTempFile::new()?;
+    let output = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%e %U %S %M")
+        .arg("-o")
+        .arg(report.path())
+        .arg(program)
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .with_context(|| format!("run {} under /usr/bin/time", program.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} {args:?} failed: {}",
+            program.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    read_report(report.path())
+}
+
+/// Reads GNU time's `%e %U %S %M` line.
+fn read_report(path: &Path) -> Result<Run> {
+    let text = std::fs::read_to_string(path)?;
+    let fields: Vec<f64> = text
+        .lines()
+        .last()
+        .context("no time report")?
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    let [wall_s, user, sys, rss_kib] = fields[..] else {
+        bail!("unexpected time report {text:?}");
+    };
+    Ok(Run {
+        wall_s,
+        cpu_s: user + sys,
+        peak_rss_mib: rss_kib / 1024.0,
+    })
+}
+
+fn sync(device: &Device) -> Result<Run> {
+    timed(
+        &binary("cloud3"),
+        &["sync", "--dir", path_str(&device.dir)?],
+    )
+}
+
+fn path_str(path: &Path) -> Result<&str> {
+    path.to_str().context("utf-8 path")
+}
+
+/// `rsync -a [extra] SRC/ DST/`; returns its run and the bytes it sent plus received.
+fn rsync(src: &Path, dst: &Path, extra: &[&str]) -> Result<(Run, u64)> {
+    let report = tempfile::NamedTempFile::new()?;
+    let output = Command::new("/usr/bin/time")
+        .args(["-f", "%e %U %S %M", "-o"])
+        .arg(report.path())
+        .args(["rsync", "-a", "--stats"])
+        .args(extra)
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", dst.display()))
+        .output()
+        .context("rsync (apt install rsync)")?;
+    if !output.status.success() {
+        bail!("rsync failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let stats = String::from_utf8_lossy(&output.stdout);
+    let number = |label: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or("0")
+                    .replace(',', "")
+                    .parse()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
+    let bytes = number("Total bytes sent:") + number("Total bytes received:");
+    Ok((read_report(report.path())?, bytes))
+}
+
+/// A relay with two enrolled devices, each behind its own byte-counting proxy.
+struct Setup {
+    _relay: Relay,
+    a: Device,
+    b: Device,
+    proxy_a: Proxy,
+    proxy_b: Proxy,
+}
+
+fn setup(root: &Path) -> Result<Setup> {
+    let relay = Relay::start(&root.join("relay"))?;
+    let invite = relay.add_user("bench")?;
+    let a = Device::init(&root.join("a"), &relay, "bench", "--invite", &invite, "a")?;
+    let code = a.pair(false)?;
+    let b = Device::init(&root.join("b"), &relay, "bench", "--pair", &code, "b")?;
+    let proxy_a = Proxy::start(&relay.addr)?;
+    let proxy_b = Proxy::start(&relay.addr)?;
+    a.set_relay(&proxy_a.url)?;
+    b.set_relay(&proxy_b.url)?;
+    Ok(Setup {
+        _relay: relay,
+        a,
+        b,
+        proxy_a,
+        proxy_b,
+    })
+}
+
+/// Mixed bytes: random halves and text-like halves, like a folder of documents and media.
+fn mixed(rng: &mut ChaCha8Rng, len: usize) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "sync", "the", "folder", "of", "chunk", "a", "relay", "device",
+    ];
+    let mut bytes = vec![0u8; len / 2];
+    rng.fill_bytes(&mut bytes);
+    while bytes.len() < len {
+        bytes.extend_from_slice(WORDS[rng.random_range(0..WORDS.len())].as_bytes());
+        bytes.push(b' ');
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::create_dir_all(path.parent().context("parent")?)?;
+    std::fs::write(path, bytes).with_context(|| format!("write {}", path.display()))
+}
+
+/// Fills `dir` with `small` small files in nested directories and `large` files of `large_mib`.
+fn fill(dir: &Path, seed: u64, small: usize, large: usize, large_mib: usize) -> Result<u64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut total = 0u64;
+    for i in 0..small {
+        let len = rng.random_range(100..8192);
+        let path = dir.join(format!(
+            "src/m{:02}/d{:03}/file-{i:06}.txt",
+            i / 10_000,
+            (i / 100) % 100
+        ));
+        write(&path, &mixed(&mut rng, len))?;
+        total += len as u64;
+    }
+    for i in 0..large {
+        let bytes = mixed(&mut rng, large_mib << 20);
+        write(&dir.join(format!("media/large-{i:02}.bin")), &bytes)?;
+        total += bytes.len() as u64;
+    }
+    Ok(total)
+}
+
+fn w1(root: &Path, quick: bool) -> Result<serde_json::Value> {
+    let (small, large, mib) = if quick { (500, 2, 5) } else { (10_000, 20, 50) };
+    let s = setup(root)?;
+    let bytes = fill(&s.a.dir, 1, small, large, mib)?;
+    let upload = sync(&s.a)?;
+    let download = sync(&s.b)?;
+    let (reference, _) = rsync(&s.a.dir, &root.join("rsync-dst"), &["--exclude", ".cloud3"])?;
+    let cloud3 = upload.wall_s + download.wall_s;
+    Ok(json!({
+        "workload": "W1 initial sync",
+        "files": small + large,
+        "bytes": bytes,
+        "upload": upload.json(),
+        "download": download.json(),
+        "wire_bytes": s.proxy_a.total() + s.proxy_b.total(),
+        "cloud3_s": round(cloud3),
+        "rsync": reference.json(),
+        "ratio_time_vs_rsync": round(cloud3 / reference.wall_s),
+    }))
+}
+
+fn w2(root: &Path, quick: bool) -> Result<serde_json::Value> {
+    let edits = if quick { 5 } else { 20 };
+    let mut s = setup(root)?;
+    s.a.start_daemon()?;
+    s.b.start_daemon()?;
+    std::thread::sleep(Duration::from_secs(1));
+    let mut latencies = Vec::new();
+    for i in 0..edits {
+        let content = format!("edit {i} at {:?}", Instant::now());
+        let path = format!("notes/edit-{i}.txt");
+        let started = Instant::now();
+        s.a.write(&path, &content);
+        wait_until(Duration::from_secs(10), "the edit on b", || {
+            s.b.read(&path).as_deref() == Some(content.as_bytes())
+        })?;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    s.a.stop_daemon()?;
+    s.b.stop_daemon()?;
+    let mut sorted = latencies.clone();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| sorted[((sorted.len() as f64 - 1.0) * q).round() as usize];
+    Ok(json!({
+        "workload": "W2 propagation latency",
+        "edits": edits,
+        "p50_ms": round(at(0.5)),
+        "p90_ms": round(at(0.9)),
+        "max_ms": round(at(1.0)),
+    }))
+}
+
+fn w3(root: &Path, quick: bool) -> Result<serde_json::Value> {
+    let mib = if quick { 10 } else { 100 };
+    let s = setup(root)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut bytes = vec![0u8; mib << 20];
+    rng.fill_bytes(&mut bytes);
+    let file = s.a.dir.join("big.bin");
+    write(&file, &bytes)?;
+    sync(&s.a)?;
+    sync(&s.b)?;
+    let rsync_dst = root.join("rsync-dst");
+    rsync(&s.a.dir, &rsync_dst, &["--exclude", ".cloud3"])?;
+    let before = s.proxy_a.total() + s.proxy_b.total();
+    bytes.insert(bytes.len() / 2, b'!');
+    write(&file, &bytes)?;
+    let upload = sync(&s.a)?;
+    let download = sync(&s.b)?;
+    let wire = s.proxy_a.total() + s.proxy_b.total() - before;
+    let (reference, rsync_bytes) = rsync(
+        &s.a.dir,
+        &rsync_dst,
+        &["--exclude", ".cloud3", "--no-whole-file"],
+    )?;
+    if s.b.read("big.bin").as_deref() != Some(bytes.as_slice()) {
+        bail!("b does not have the edited file");
+    }
+    Ok(json!({
+        "workload": "W3 1-byte insert",
+        "file_mib": mib,
+        "wire_bytes": wire,
+        "upload_bytes": s.proxy_a.total(),
+        "upload": upload.json(),
+        "download": download.json(),
+        "rsync_bytes": rsync_bytes,
+        "rsync": reference.json(),
+        "ratio_bytes_vs_rsync": round(wire as f64 / rsync_bytes as f64),
+    }))
+}
+
+/// Two releases of a real project's source, fetched once into `target/bench-data`.
+fn releases() -> Result<(PathBuf, PathBuf, String, String)> {
+    let (name, old, new) = ("tokio", "1.40.0", "1.41.0");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data");
+    std::fs::create_dir_all(&data)?;
+    let mut dirs = Vec::new();
+    for version in [old, new] {
+        let dir = data.join(format!("{name}-{version}"));
+        if !dir.exists() {
+            let archive = data.join(format!("{name}-{version}.crate"));
+            let url = format!("https://static.crates.io/crates/{name}/{name}-{version}.crate");
+            let status = Command::new("curl")
+                .args(["-sSfL", "-o"])
+                .arg(&archive)
+                .arg(&url)
+                .status()
+                .context("curl")?;
+            if !status.success() {
+                bail!("cannot fetch {url}");
+            }
+            let status = Command::new("tar")
+                .arg("xzf")
+                .arg(&archive)
+                .arg("-C")
+                .arg(&data)
+                .status()?;
+            if !status.success() {
+                bail!("cannot unpack {}", archive.display());
+            }
+        }
+        dirs.push(dir);
+    }
+    let new_dir = dirs.pop().context("two releases")?;
+    let old_dir = dirs.pop().context("two releases")?;
+    Ok((
+        old_dir,
+        new_dir,
+        format!("{name} {old}"),
+        format!("{name} {new}"),
+    ))
+}
+
+/// Replaces everything in `dir` but `.cloud3` with a copy of `with`.
+fn replace_tree(dir: &Path, with: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name() == ".cloud3" {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", with.display()))
+        .arg(dir)
+        .status()?;
+    if !status.success() {
+        bail!("cp failed");
+    }
+    Ok(())
+}
+
+fn w4(root: &Path) -> Result<serde_json::Value> {
+    let (old, new, old_name, new_name) = releases()?;
+    let s = setup(root)?;
+    replace_tree(&s.a.dir, &old)?;
+    sync(&s.a)?;
+    sync(&s.b)?;
+    let rsync_dst = root.join("rsync-dst");
+    rsync(&old, &rsync_dst, &[])?;
+    let before = s.proxy_a.total() + s.proxy_b.total();
+    replace_tree(&s.a.dir, &new)?;
+    let upload = sync(&s.a)?;
+    let download = sync(&s.b)?;
+    let wire = s.proxy_a.total() + s.proxy_b.total() - before;
+    let (reference, rsync_bytes) = rsync(&new, &rsync_dst, &["--delete", "--no-whole-file"])?;
+    if cloud3_tests::snapshot(&s.b.dir) != cloud3_tests::snapshot(&new) {
+        bail!("b's tree differs from {new_name}");
+    }
+    Ok(json!({
+        "workload": "W4 source tree upgrade",
+        "from": old_name,
+        "to": new_name,
+        "wire_bytes": wire,
+        "cloud3_s": round(upload.wall_s + download.wall_s),
+        "upload": upload.json(),
+        "download": download.json(),
+        "rsync_bytes": rsync_bytes,
+        "rsync": reference.json(),
+        "ratio_bytes_vs_rsync": round(wire as f64 / rsync_bytes as f64),
+    }))
+}
+
+fn w5(root: &Path, quick: bool) -> Result<serde_json::Value> {
+    let files = if quick { 5_000 } else { 100_000 };
+    let s = setup(root)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for i in 0..files {
+        let len = rng.random_range(10..200);
+        let path =
+            s.a.dir
+                .join(format!("d{:03}/e{:02}/f{i:06}", i / 1000, (i / 10) % 100));
+        write(&path, &mixed(&mut rng, len))?;
+    }
+    let upload = sync(&s.a)?;
+    let download = sync(&s.b)?;
+    let rescan = sync(&s.a)?;
+    let (reference, _) = rsync(&s.a.dir, &root.join("rsync-dst"), &["--exclude", ".cloud3"])?;
+    Ok(json!({
+        "workload": "W5 many files",
+        "files": files,
+        "upload": upload.json(),
+        "download": download.json(),
+        "unchanged_resync": rescan.json(),
+        "peak_rss_mib": round(upload.peak_rss_mib.max(download.peak_rss_mib)),
+        "rsync": reference.json(),
+        "ratio_time_vs_rsync": round((upload.wall_s + download.wall_s) / reference.wall_s),
+    }))
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut chosen: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if chosen.is_empty() || chosen.contains(&"all") {
+        chosen = vec!["W1", "W2", "W3", "W4", "W5"];
+    }
+    for workload in chosen {
+        let tmp = tempfile::tempdir()?;
+        let result = match workload {
+            "W1" => w1(tmp.path(), quick),
+            "W2" => w2(tmp.path(), quick),
+            "W3" => w3(tmp.path(), quick),
+            "W4" => w4(tmp.path()),
+            "W5" => w5(tmp.path(), quick),
+            other => bail!("unknown workload {other}: W1..W5 or all"),
+        }
+        .with_context(|| format!("workload {workload}"))?;
+        println!("{result}");
+    }
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! The agent under real faults and at scale: bytes on the wire for renames and copies (measured by
+//! a proxy), long offline periods, kill -9 of an agent or of the relay mid-transfer, revocation.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cloud3_tests::{Entry, Proxy, Relay, binary, wait_until};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::setup;
+
+fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut bytes);
+    bytes
+}
+
+/// Files (not directories) of a tree whose path is not inside `.cloud3`.
+fn files(tree: &std::collections::BTreeMap<String, Entry>) -> usize {
+    tree.values()
+        .filter(|e| matches!(e, Entry::File(..)))
+        .count()
+}
+
+#[test]
+fn renaming_a_directory_of_1000_files_sends_almost_nothing() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    for i in 0..1000 {
+        a.write(
+            &format!("photos/2024/img-{i:04}.txt"),
+            format!("picture {i}"),
+        );
+    }
+    a.sync()?;
+    b.sync()?;
+    assert_eq!(files(&b.tree()), 1000);
+
+    let (proxy_a, proxy_b) = (Proxy::start(&relay.addr)?, Proxy::start(&relay.addr)?);
+    a.set_relay(&proxy_a.url)?;
+    b.set_relay(&proxy_b.url)?;
+    std::fs::rename(a.dir.join("photos"), a.dir.join("pictures"))?;
+    a.sync()?;
+    b.sync()?;
+    let (sent, received) = (proxy_a.total(), proxy_b.total());
+    eprintln!("directory rename of 1000 files: {sent} bytes from a, {received} bytes to b");
+    assert_eq!(b.tree(), a.tree());
+    assert_eq!(
+        b.read("pictures/2024/img-0999.txt"),
+        Some(b"picture 999".to_vec())
+    );
+    assert!(!b.dir.join("photos").exists());
+    // Handshake, heads and one small change each way: no file bytes, no per-file metadata.
+    assert!(sent < 16 * 1024, "renaming device sent {sent} bytes");
+    assert!(
+        received < 16 * 1024,
+        "other device exchanged {received} bytes"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_copied_50_mib_file_is_not_uploaded_or_downloaded_again() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    let big = random_bytes(50, 50 << 20);
+    a.write("video.bin", &big);
+    a.sync()?;
+    b.sync()?;
+
+    let (proxy_a, proxy_b) = (Proxy::start(&relay.addr)?, Proxy::start(&relay.addr)?);
+    a.set_relay(&proxy_a.url)?;
+    b.set_relay(&proxy_b.url)?;
+    std::fs::copy(a.dir.join("video.bin"), a.dir.join("video copy.bin"))?;
+    a.sync()?;
+    b.sync()?;
+    let (sent, received) = (proxy_a.total(), proxy_b.total());
+    eprintln!("50 MiB copy: {sent} bytes from a, {received} bytes to b");
+    assert_eq!(b.read("video copy.bin").as_deref(), Some(big.as_slice()));
+    assert!(sent < 64 * 1024, "copying device sent {sent} bytes");
+    assert!(
+        received < 64 * 1024,
+        "other device exchanged {received} bytes"
+    );
+    Ok(())
+}
+
+#[test]
+fn many_offline_changes_on_two_devices_heal_at_once() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    for i in 0..100 {
+        a.write(&format!("shared/f{i:03}.txt"), format!("base {i}"));
+    }
+    a.sync()?;
+    b.sync()?;
+    // Offline on both sides: each edits, creates, renames and deletes its own share.
+    for i in 0..50 {
+        a.write(&format!("shared/f{i:03}.txt"), format!("a edited {i}"));
+        a.write(&format!("from-a/new-{i}.txt"), format!("a new {i}"));
+        b.write(
+            &format!("shared/f{:03}.txt", 50 + i),
+            format!("b edited {i}"),
+        );
+        b.write(&format!("from-b/deep/new-{i}.txt"), format!("b new {i}"));
+    }
+    std::fs::rename(a.dir.join("shared/f000.txt"), a.dir.join("a-moved.txt"))?;
+    std::fs::remove_file(b.dir.join("shared/f099.txt"))?;
+    std::fs::create_dir_all(b.dir.join("b-empty"))?;
+    a.sync()?;
+    b.sync()?;
+    a.sync()?;
+    let tree = a.tree();
+    assert_eq!(tree, b.tree(), "devices differ after healing");
+    assert_eq!(a.read("a-moved.txt"), Some(b"a edited 0".to_vec()));
+    assert_eq!(a.read("shared/f049.txt"), Some(b"a edited 49".to_vec()));
+    assert_eq!(a.read("shared/f098.txt"), Some(b"b edited 48".to_vec()));
+    assert_eq!(a.read("shared/f099.txt"), None);
+    assert_eq!(a.read("from-b/deep/new-7.txt"), Some(b"b new 7".to_vec()));
+    assert_eq!(b.read("from-a/new-49.txt"), Some(b"a new 49".to_vec()));
+    assert_eq!(tree.get("b-empty"), Some(&Entry::Dir));
+    assert_eq!(files(&tree), 99 + 100);
+    Ok(())
+}
+
+/// Every visible path is one of `expect`, with all its bytes: no temp, staging or partial file.
+fn assert_no_partial(tree: &std::collections::BTreeMap<String, Entry>, expect: &[(&str, &[u8])]) {
+    for (path, entry) in tree {
+        let Some((_, bytes)) = expect.iter().find(|(p, _)| p == path) else {
+            panic!("unexpected path {path} in the folder");
+        };
+        assert_eq!(
+            entry,
+            &Entry::File(bytes.to_vec(), false),
+            "{path} is partial"
+        );
+    }
+}
+
+#[test]
+fn an_agent_killed_mid_download_converges_without_a_partial_file() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (relay, mut devices) = setup(tmp.path(), 2)?;
+    let big = random_bytes(7, 40 << 20);
+    devices[0].write("big.bin", &big);
+    devices[0].sync()?;
+
+    // Slow b's link so the kill lands mid-download.
+    let proxy = Proxy::start(&relay.addr)?;
+    proxy.set_delay(Duration::from_millis(20));
+    let b = &mut devices[1];
+    b.set_relay(&proxy.url)?;
+    b.start_daemon()?;
+    wait_until(Duration::from_secs(60), "b downloading", || {
+        proxy.bytes().1 > 4 << 20
+    })?;
+    b.kill_daemon();
+    let received = proxy.bytes().1;
+    assert!(received < 40 << 20, "download finished before the kill");
+    assert_no_partial(&b.tree(), &[("big.bin", &big)]);
+
+    proxy.set_delay(Duration::ZERO);
+    b.sync()?;
+    assert_eq!(b.read("big.bin").as_deref(), Some(big.as_slice()));
+    assert_eq!(b.tree(), devices[0].tree());
+    Ok(())
+}
+
+#[test]
+fn a_relay_killed_mid_upload_loses_nothing_acknowledged() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (mut relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    a.write("small.txt", "acknowledged before the crash");
+    a.sync()?;
+    let big = random_bytes(9, 40 << 20);
+    a.write("big.bin", &big);
+
+    let proxy = Proxy::start(&relay.addr)?;
+    proxy.set_delay(Duration::from_millis(20));
+    a.set_relay(&proxy.url)?;
+    let mut upload = Command::new(binary("cloud3"))
+        .args(["sync", "--dir"])
+        .arg(&a.dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawn cloud3 sync")?;
+    wait_until(Duration::from_secs(60), "a uploading", || {
+        proxy.bytes().0 > 4 << 20
+    })?;
+    relay.kill();
+    let status = wait_until(Duration::from_secs(60), "the sync to notice", || {
+        matches!(upload.try_wait(), Ok(Some(_)))
+    });
+    if status.is_err() {
+        let _ = upload.kill();
+    }
+    status?;
+    let status = upload.wait()?;
+    assert!(!status.success(), "sync cannot succeed without its relay");
+
+    let addr = relay.addr.clone();
+    let data = relay.data.clone();
+    drop(relay);
+    let _relay = Relay::start_on(&data, &addr)?;
+    proxy.set_delay(Duration::ZERO);
+    b.sync()?;
+    assert_eq!(
+        b.read("small.txt"),
+        Some(b"acknowledged before the crash".to_vec())
+    );
+    assert_no_partial(
+        &b.tree(),
+        &[
+            ("small.txt", b"acknowledged before the crash"),
+            ("big.bin", &big),
+        ],
+    );
+    a.sync()?;
+    b.sync()?;
+    assert_eq!(b.read("big.bin").as_deref(), Some(big.as_slice()));
+    assert_eq!(b.tree(), a.tree());
+    Ok(())
+}
+
+#[test]
+fn a_revoked_device_stops_its_daemon_and_keeps_its_files() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, mut devices) = setup(tmp.path(), 2)?;
+    devices[0].write("notes.txt", "mine");
+    devices[0].sync()?;
+    devices[1].sync()?;
+    devices[1].start_daemon()?;
+    wait_until(Duration::from_secs(10), "dev1 online", || {
+        devices[0]
+            .command(&["devices"])
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout).contains("dev1")
+                    && String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .any(|l| l.contains("dev1") && l.contains("online"))
+            })
+            .unwrap_or(false)
+    })?;
+    let before = devices[1].tree();
+    let output = devices[0].command(&["revoke", "dev1"])?;
+    cloud3_tests::check(&output, "cloud3 revoke")?;
+    let status = devices[1].wait_daemon_exit(Duration::from_secs(5))?;
+    assert!(!status.success(), "a revoked daemon exits with an error");
+    assert!(
+        devices[1].daemon_log().contains("revoked"),
+        "daemon said why: {}",
+        devices[1].daemon_log()
+    );
+    assert_eq!(devices[1].tree(), before, "local files untouched");
+    let again = devices[1].command(&["sync"])?;
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("revoked"));
+    Ok(())
+}

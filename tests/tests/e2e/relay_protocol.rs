@@ -1,0 +1,412 @@
+//! The relay against hand-driven WebSocket clients: enrolment, pairing, sync fan-out, chunks,
+//! partitioning between users, revocation, crash safety and malformed input.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use cloud3_engine::auth::DeviceKey;
+use cloud3_engine::chunk::compress;
+use cloud3_engine::ids::{ChunkId, FolderId, NodeId, ShortDeviceId};
+use cloud3_engine::time::WallTime;
+use cloud3_engine::tree::{FolderDoc, NodeKind};
+use cloud3_engine::wire::message::ChunkPiece;
+use cloud3_engine::wire::{AuthProof, ClientMessage, CloseCode, ServerMessage};
+use cloud3_tests::Relay;
+use cloud3_tests::client::{Client, Incoming};
+use tungstenite::Message;
+
+fn key(n: u8) -> DeviceKey {
+    DeviceKey::from_secret([n; 32])
+}
+
+fn enrol(code: &str, name: &str) -> AuthProof {
+    AuthProof::Enrol {
+        code: code.to_owned(),
+        device_name: name.to_owned(),
+    }
+}
+
+/// A relay, an invite for `user`, and that user's first device logged in.
+fn relay_with(user: &str, root: &std::path::Path) -> Result<(Relay, Client)> {
+    let relay = Relay::start(&root.join("relay"))?;
+    let invite = relay.add_user(user)?;
+    let first = Client::login(&relay.url, &key(1), user, enrol(&invite, "first"))?;
+    Ok((relay, first))
+}
+
+fn pair_code(client: &mut Client, read_only: bool) -> Result<String> {
+    client.send(&ClientMessage::PairRequest { read_only })?;
+    client.until(|m| match m {
+        ServerMessage::PairCode { code, .. } => Some(code.clone()),
+        _ => None,
+    })
+}
+
+/// A small document change creating one file node.
+fn one_change(actor: u8, name: &str) -> Vec<Vec<u8>> {
+    let mut doc = FolderDoc::new(&[actor; 16]);
+    doc.create_node(
+        NodeId([actor; 16]),
+        NodeId::ROOT,
+        name,
+        NodeKind::Dir,
+        0o755,
+        None,
+        ShortDeviceId([actor; 8]),
+        WallTime(1),
+    )
+    .expect("create");
+    doc.commit(WallTime(1));
+    doc.changes_since(&[])
+}
+
+fn put_chunk(client: &mut Client, raw: &[u8]) -> Result<ChunkId> {
+    let id = ChunkId::of(raw);
+    let encoded = compress(raw);
+    client.send(&ClientMessage::ChunkPut(ChunkPiece {
+        id,
+        raw_len: raw.len() as u32,
+        codec: encoded.codec,
+        encoded_len: encoded.bytes.len() as u32,
+        offset: 0,
+        data: encoded.bytes,
+    }))?;
+    client.until(|m| match m {
+        ServerMessage::ChunkStored { id: stored } if *stored == id => Some(()),
+        ServerMessage::Error { message, .. } => panic!("chunk refused: {message}"),
+        _ => None,
+    })?;
+    Ok(id)
+}
+
+/// `Some(bytes)` when the relay serves the chunk to this client, `None` when it says unavailable.
+fn get_chunk(client: &mut Client, id: ChunkId) -> Result<Option<Vec<u8>>> {
+    client.send(&ClientMessage::ChunkGet { ids: vec![id] })?;
+    let mut encoded = Vec::new();
+    loop {
+        let piece = client.until(|m| match m {
+            ServerMessage::ChunkData(piece) if piece.id == id => Some(Some(piece.clone())),
+            ServerMessage::ChunkUnavailable { id: missing } if *missing == id => Some(None),
+            _ => None,
+        })?;
+        let Some(piece) = piece else { return Ok(None) };
+        encoded.extend_from_slice(&piece.data);
+        if encoded.len() as u32 >= piece.encoded_len {
+            let raw = cloud3_engine::chunk::open(id, piece.codec, &encoded, piece.raw_len)?;
+            return Ok(Some(raw));
+        }
+    }
+}
+
+fn missing(client: &mut Client, ids: Vec<ChunkId>) -> Result<Vec<ChunkId>> {
+    client.send(&ClientMessage::ChunkQuery { request: 7, ids })?;
+    client.until(|m| match m {
+        ServerMessage::ChunkMissing { request: 7, ids } => Some(ids.clone()),
+        _ => None,
+    })
+}
+
+fn refused_with(client: &mut Client) -> Result<Option<u16>> {
+    client.closed()
+}
+
+#[test]
+fn enrol_pair_sync_a_change_and_move_chunks_between_two_devices() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (relay, mut first) = relay_with("alice", tmp.path())?;
+    let code = pair_code(&mut first, false)?;
+    let mut second = Client::login(&relay.url, &key(2), "alice", enrol(&code, "second"))?;
+
+    // A used code is burnt.
+    let mut third = Client::connect(&relay.url)?;
+    third.hello(&key(3), "alice", enrol(&code, "third"))?;
+    assert_eq!(refused_with(&mut third)?, Some(CloseCode::BadAuth.code()));
+
+    // A change from the first device reaches the second at once (the pull hint).
+    let folder = FolderId::default_folder();
+    let changes = one_change(1, "projects");
+    first.send(&ClientMessage::DocChanges {
+        folder: folder.clone(),
+        changes: changes.clone(),
+    })?;
+    let pushed = second.until(|m| match m {
+        ServerMessage::DocChanges { changes, .. } => Some(changes.clone()),
+        _ => None,
+    })?;
+    assert_eq!(pushed, changes);
+
+    // Chunks: stored once, reported present, served to the other device.
+    let raw = b"a chunk of file bytes".repeat(100);
+    let id = ChunkId::of(&raw);
+    assert_eq!(missing(&mut first, vec![id])?, vec![id]);
+    put_chunk(&mut first, &raw)?;
+    assert!(missing(&mut first, vec![id])?.is_empty());
+    assert_eq!(get_chunk(&mut second, id)?, Some(raw));
+    Ok(())
+}
+
+#[test]
+fn wrong_codes_are_refused_and_burn_after_a_few_tries() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let relay = Relay::start(&tmp.path().join("relay"))?;
+    let invite = relay.add_user("alice")?;
+    for attempt in 0..10 {
+        let mut client = Client::connect(&relay.url)?;
+        client.hello(
+            &key(9),
+            "alice",
+            enrol("ABCD-EFGH-JKMN", &format!("guess {attempt}")),
+        )?;
+        assert_eq!(refused_with(&mut client)?, Some(CloseCode::BadAuth.code()));
+    }
+    // After repeated wrong guesses the real invite no longer works either.
+    let mut client = Client::connect(&relay.url)?;
+    client.hello(&key(1), "alice", enrol(&invite, "laptop"))?;
+    assert_eq!(refused_with(&mut client)?, Some(CloseCode::BadAuth.code()));
+    Ok(())
+}
+
+#[test]
+fn bob_can_never_reach_anything_of_alice() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (relay, mut alice) = relay_with("alice", tmp.path())?;
+    let bob_invite = relay.add_user("bob")?;
+    let mut bob = Client::login(&relay.url, &key(20), "bob", enrol(&bob_invite, "bob's"))?;
+
+    let secret = b"alice's private bytes".repeat(50);
+    let id = put_chunk(&mut alice, &secret)?;
+    let folder = FolderId::default_folder();
+    alice.send(&ClientMessage::DocChanges {
+        folder: folder.clone(),
+        changes: one_change(1, "alice-only"),
+    })?;
+    let alice_heads = alice.until(|m| match m {
+        ServerMessage::DocHeads { heads, .. } if !heads.is_empty() => Some(heads.clone()),
+        _ => None,
+    })?;
+
+    // Guessing the hash gets nothing, and the query does not reveal that someone has it.
+    assert_eq!(get_chunk(&mut bob, id)?, None);
+    assert_eq!(missing(&mut bob, vec![id])?, vec![id]);
+    // Bob's document is his own: asking for everything yields none of her changes.
+    bob.send(&ClientMessage::DocHeads {
+        folder: folder.clone(),
+        heads: Vec::new(),
+    })?;
+    let mut bobs = FolderDoc::new(&[21; 16]);
+    loop {
+        match bob.recv()? {
+            Incoming::Message(ServerMessage::DocChanges { changes, .. }) => {
+                bobs.apply_changes(changes)?;
+            }
+            Incoming::Message(ServerMessage::DocHeads { .. }) => break,
+            Incoming::Message(_) => continue,
+            Incoming::Closed(code) => anyhow::bail!("bob was disconnected: {code:?}"),
+        }
+    }
+    assert!(alice_heads.iter().all(|h| !bobs.has_change(h)));
+    assert!(bobs.find_path("alice-only").is_none());
+    // Bob's device list has only his device.
+    bob.send(&ClientMessage::ListDevices)?;
+    let devices = bob.until(|m| match m {
+        ServerMessage::Devices(list) => Some(list.clone()),
+        _ => None,
+    })?;
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].device, key(20).device_id());
+
+    // Claiming alice's name with bob's key is refused.
+    let mut claim = Client::connect(&relay.url)?;
+    claim.hello(&key(20), "alice", AuthProof::Device)?;
+    assert_eq!(refused_with(&mut claim)?, Some(CloseCode::BadAuth.code()));
+
+    // A captured handshake of alice's cannot be replayed: the nonce differs.
+    let mut watched = Client::connect(&relay.url)?;
+    let captured = watched.hello(&key(1), "alice", AuthProof::Device)?;
+    let mut replay = Client::connect(&relay.url)?;
+    replay.send(&ClientMessage::Hello(captured))?;
+    assert_eq!(refused_with(&mut replay)?, Some(CloseCode::BadAuth.code()));
+    Ok(())
+}
+
+#[test]
+fn a_revoked_device_is_cut_off_at_once_and_refused_afterwards() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (relay, mut first) = relay_with("alice", tmp.path())?;
+    let code = pair_code(&mut first, false)?;
+    let mut second = Client::login(&relay.url, &key(2), "alice", enrol(&code, "stolen"))?;
+    first.send(&ClientMessage::Revoke {
+        device: key(2).device_id(),
+    })?;
+    first.until(|m| matches!(m, ServerMessage::Revoked { .. }).then_some(()))?;
+    assert_eq!(second.closed()?, Some(CloseCode::Revoked.code()));
+    let mut again = Client::connect(&relay.url)?;
+    again.hello(&key(2), "alice", AuthProof::Device)?;
+    assert_eq!(refused_with(&mut again)?, Some(CloseCode::Revoked.code()));
+    Ok(())
+}
+
+#[test]
+fn a_relay_killed_with_sigkill_loses_nothing_it_acknowledged() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (mut relay, mut first) = relay_with("alice", tmp.path())?;
+    let raw = b"acknowledged chunk".repeat(1000);
+    let id = put_chunk(&mut first, &raw)?;
+    let folder = FolderId::default_folder();
+    first.send(&ClientMessage::DocChanges {
+        folder: folder.clone(),
+        changes: one_change(1, "kept"),
+    })?;
+    let acked = first.until(|m| match m {
+        ServerMessage::DocHeads { heads, .. } if !heads.is_empty() => Some(heads.clone()),
+        _ => None,
+    })?;
+    relay.kill();
+    let relay = Relay::start_on(&relay.data.clone(), &relay.addr.clone())?;
+    let mut back = Client::login(&relay.url, &key(1), "alice", AuthProof::Device)?;
+    assert_eq!(get_chunk(&mut back, id)?, Some(raw));
+    back.send(&ClientMessage::DocHeads {
+        folder,
+        heads: Vec::new(),
+    })?;
+    let changes = back.until(|m| match m {
+        ServerMessage::DocChanges { changes, .. } => Some(changes.clone()),
+        _ => None,
+    })?;
+    let mut doc = FolderDoc::new(&[5; 16]);
+    doc.apply_changes(changes)?;
+    assert_eq!(doc.heads(), acked);
+    assert!(doc.find_path("kept").is_some());
+    Ok(())
+}
+
+/// After each malformed input the relay still serves a well-behaved device.
+fn still_serving(relay: &Relay) -> Result<()> {
+    let mut client = Client::login(&relay.url, &key(1), "alice", AuthProof::Device)?;
+    client.send(&ClientMessage::Ping(42))?;
+    client.until(|m| matches!(m, ServerMessage::Pong(42)).then_some(()))
+}
+
+#[test]
+fn malformed_input_is_refused_and_the_relay_keeps_serving() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (relay, mut alice) = relay_with("alice", tmp.path())?;
+
+    // Garbage before the handshake.
+    let mut garbage = Client::connect(&relay.url)?;
+    garbage.send_raw(Message::Binary(vec![0xff, 0x13, 0x37, 0, 1, 2].into()))?;
+    assert!(garbage.closed()?.is_some(), "garbage closes the connection");
+    still_serving(&relay)?;
+
+    // A text frame.
+    let mut text = Client::connect(&relay.url)?;
+    text.send_raw(Message::Text("hello?".into()))?;
+    assert!(
+        text.closed()?.is_some(),
+        "a text frame closes the connection"
+    );
+    still_serving(&relay)?;
+
+    // An oversized frame (2 MiB, over the 1 MiB limit), after authenticating.
+    let mut big = Client::login(&relay.url, &key(1), "alice", AuthProof::Device)?;
+    let _ = big.send_raw(Message::Binary(vec![0u8; 2 << 20].into()));
+    let closed = big.closed();
+    assert!(
+        matches!(closed, Ok(Some(code)) if code == CloseCode::Limit.code()),
+        "an oversized frame closes the connection: {closed:?}"
+    );
+    still_serving(&relay)?;
+
+    // An unknown protocol version.
+    let mut future = Client::connect(&relay.url)?;
+    let mut hello = cloud3_engine::auth::challenge::sign_hello(
+        &key(1),
+        &future.relay_id,
+        &future.nonce,
+        "alice",
+        AuthProof::Device,
+    );
+    hello.version = 999;
+    let message =
+        cloud3_engine::auth::challenge::signed_message(&future.relay_id, &future.nonce, &hello);
+    hello.signature = key(1).sign(&message).to_vec();
+    future.send(&ClientMessage::Hello(hello))?;
+    assert_eq!(future.closed()?, Some(CloseCode::UnsupportedVersion.code()));
+
+    // A bad signature.
+    let mut forged = Client::connect(&relay.url)?;
+    let mut hello = cloud3_engine::auth::challenge::sign_hello(
+        &key(1),
+        &forged.relay_id,
+        &forged.nonce,
+        "alice",
+        AuthProof::Device,
+    );
+    hello.signature[10] ^= 1;
+    forged.send(&ClientMessage::Hello(hello))?;
+    assert_eq!(forged.closed()?, Some(CloseCode::BadAuth.code()));
+
+    // A hostile Automerge chunk: a compressed change whose payload inflates 1000-fold.
+    let bomb = deflate_bomb();
+    alice.send(&ClientMessage::DocChanges {
+        folder: FolderId::default_folder(),
+        changes: vec![bomb],
+    })?;
+    let refused = alice.until(|m| match m {
+        ServerMessage::Error { message, .. } => Some(message.clone()),
+        _ => None,
+    })?;
+    assert!(refused.contains("refused"), "{refused}");
+    // A chunk whose bytes do not match its hash.
+    let mut piece = ChunkPiece {
+        id: ChunkId::of(b"what it claims"),
+        raw_len: 5,
+        codec: cloud3_engine::wire::ChunkCodec::Raw,
+        encoded_len: 5,
+        offset: 0,
+        data: b"other".to_vec(),
+    };
+    alice.send(&ClientMessage::ChunkPut(piece.clone()))?;
+    alice.until(|m| matches!(m, ServerMessage::Error { .. }).then_some(()))?;
+    assert_eq!(get_chunk(&mut alice, piece.id)?, None);
+    // A zstd frame declaring a small size but inflating far beyond it.
+    let zeros = vec![0u8; 32 << 20];
+    piece.data = compress(&zeros).bytes;
+    piece.codec = cloud3_engine::wire::ChunkCodec::Zstd;
+    piece.raw_len = 1024;
+    piece.encoded_len = piece.data.len() as u32;
+    piece.id = ChunkId::of(&zeros[..1024]);
+    alice.send(&ClientMessage::ChunkPut(piece.clone()))?;
+    alice.until(|m| matches!(m, ServerMessage::Error { .. }).then_some(()))?;
+    assert_eq!(get_chunk(&mut alice, piece.id)?, None);
+    still_serving(&relay)?;
+
+    let health = std::net::TcpStream::connect(&relay.addr).is_ok();
+    assert!(health);
+    std::thread::sleep(Duration::from_millis(50));
+    Ok(())
+}
+
+/// An Automerge compressed-change chunk (type 2) whose deflated payload is 64 MiB of zeros.
+fn deflate_bomb() -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..64 {
+        encoder.write_all(&zeros).expect("deflate");
+    }
+    let payload = encoder.finish().expect("deflate");
+    let mut chunk = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 2];
+    let mut len = payload.len();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            chunk.push(byte);
+            break;
+        }
+        chunk.push(byte | 0x80);
+    }
+    chunk.extend_from_slice(&payload);
+    chunk
+}
