@@ -225,7 +225,12 @@ fn figures(nodes: usize) {
 }
 
 fn document(c: &mut Criterion) {
-    for nodes in [10_000, 100_000] {
+    // `CLOUD3_BENCH_NODES=10000` runs one size (the default is both).
+    let sizes: Vec<usize> = std::env::var("CLOUD3_BENCH_NODES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![10_000, 100_000]);
+    for nodes in sizes {
         figures(nodes);
         let mut doc = build(nodes, 1);
         let saved = doc.save();

@@ -246,3 +246,6 @@ impl Disk {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

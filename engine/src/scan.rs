@@ -317,3 +317,6 @@ pub fn split_path(path: &str) -> (Option<&str>, &str) {
         None => (None, path),
     }
 }
+
+#[cfg(test)]
+mod tests;

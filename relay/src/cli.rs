@@ -21,6 +21,9 @@ pub struct Cli {
     /// Storage quota per account, in GiB (for serve).
     #[arg(long, default_value_t = 100, global = true)]
     pub quota_gib: u64,
+    /// Most simultaneous connections of one account (for serve).
+    #[arg(long, default_value_t = 64, global = true)]
+    pub max_connections_per_account: usize,
 }
 
 /// The subcommands.

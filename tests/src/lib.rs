@@ -55,9 +55,15 @@ impl Relay {
 
     /// Starts a relay on `listen`.
     pub fn start_on(data: &Path, listen: &str) -> Result<Relay> {
+        Self::start_with(data, listen, &[])
+    }
+
+    /// Starts a relay on `listen` with extra `serve` flags.
+    pub fn start_with(data: &Path, listen: &str, flags: &[&str]) -> Result<Relay> {
         let mut child = Command::new(binary("cloud3-relay"))
             .args(["serve", "--listen", listen, "--data"])
             .arg(data)
+            .args(flags)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -95,6 +101,11 @@ impl Relay {
             .output()
             .context("run cloud3-relay user add")?;
         last_line(&output)
+    }
+
+    /// The relay's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Kills the relay with SIGKILL.

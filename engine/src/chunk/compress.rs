@@ -48,11 +48,24 @@ pub enum ChunkError {
     },
 }
 
-/// Compresses `raw`, keeping it raw when zstd does not make it smaller.
+/// Compresses `raw`, keeping it raw when zstd does not make it smaller. Each thread keeps one
+/// zstd context: creating one per 64 KiB chunk cost more than compressing it.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn compress(raw: &[u8]) -> Encoded {
-    match zstd::bulk::compress(raw, LEVEL) {
-        Ok(bytes) if bytes.len() < raw.len() => Encoded {
+    use std::cell::RefCell;
+    thread_local! {
+        static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { RefCell::new(None) };
+    }
+    let compressed = COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = zstd::bulk::Compressor::new(LEVEL).ok();
+        }
+        slot.as_mut().and_then(|c| c.compress(raw).ok())
+    });
+    match compressed {
+        Some(bytes) if bytes.len() < raw.len() => Encoded {
             codec: ChunkCodec::Zstd,
             bytes,
         },

@@ -212,10 +212,11 @@ impl DerivedTree {
             let Some(kids) = children.get(&dir) else {
                 continue;
             };
-            let mut visible: Vec<&Work> = kids
+            // Each node has one parent, so each is taken out of `work` exactly once.
+            let mut visible: Vec<Work> = kids
                 .iter()
                 .filter(|id| live.contains(id))
-                .filter_map(|id| work.get(id))
+                .filter_map(|id| work.remove(id))
                 .collect();
             // Real nodes before conflict copies, then by id.
             visible.sort_by_key(|w| (w.node.conflict_of.is_some(), w.node.id));
@@ -223,7 +224,7 @@ impl DerivedTree {
             let mut losers = Vec::new();
             for w in visible {
                 if taken.insert(w.node.name.clone()) {
-                    tree.insert(w.node.clone(), &dir_path, &mut stack);
+                    tree.insert(w.node, &dir_path, &mut stack);
                 } else {
                     losers.push(w);
                 }
@@ -237,7 +238,7 @@ impl DerivedTree {
                     counter += 1;
                 }
                 taken.insert(name.clone());
-                let mut node = w.node.clone();
+                let mut node = w.node;
                 node.name = name;
                 tree.insert(node, &dir_path, &mut stack);
             }

@@ -14,6 +14,8 @@
 //! the same node id concurrently (a conflict copy), every write goes into every object at that
 //! key and reads merge them, so nothing written into a losing object is lost.
 
+use std::collections::{BTreeMap, HashMap};
+
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, AutoCommit, Change, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, Value};
 
@@ -402,21 +404,76 @@ impl FolderDoc {
         Some(self.read_record(id, &objects))
     }
 
-    /// Every node's merged fields.
+    /// Every node's merged fields, ordered by node id.
+    ///
+    /// One sequential pass over the whole document: reading node by node costs a seek into
+    /// Automerge's columns per object (10 µs a node, seconds at 100k nodes).
     pub fn records(&self) -> Vec<NodeRecord> {
-        let mut records = Vec::with_capacity(self.node_count());
-        for item in self.doc.map_range(&self.nodes, ..) {
-            let Ok(id) = NodeId::from_key(&item.key) else {
+        let mut node_of: HashMap<ObjId, NodeId> = HashMap::new();
+        let mut conflicted: Vec<NodeId> = Vec::new();
+        // Fields absorbed per object as they stream by; the node ids are attached at the end.
+        let mut partial: HashMap<ObjId, NodeRecord> = HashMap::new();
+        for entry in self.doc.iter() {
+            let automerge::iter::DocItem::Map(item) = entry.item else {
                 continue;
             };
-            let objects = if item.conflict {
-                self.objects(id)
-            } else {
-                vec![item.id()]
+            if *entry.obj == self.nodes {
+                let Ok(id) = NodeId::from_key(&item.key) else {
+                    continue;
+                };
+                if item.conflict {
+                    // Created concurrently: the pass visits only the winning object, so this
+                    // node is read object by object below (rare).
+                    conflicted.push(id);
+                } else {
+                    node_of.insert(item.id(), id);
+                }
+                continue;
+            }
+            let values = self.values(&entry.obj, &item.key, item.conflict, item.value);
+            let record = match partial.get_mut(entry.obj.as_ref()) {
+                Some(record) => record,
+                None => partial.entry((*entry.obj).clone()).or_default(),
             };
-            records.push(self.read_record(id, &objects));
+            for value in values {
+                record.absorb(&item.key, value);
+            }
         }
-        records
+        let mut records: BTreeMap<NodeId, NodeRecord> = BTreeMap::new();
+        for (object, id) in node_of {
+            let mut record = partial.remove(&object).unwrap_or_default();
+            record.id = id;
+            records.insert(id, record);
+        }
+        for id in conflicted {
+            records.insert(id, self.read_record(id, &self.objects(id)));
+        }
+        records.into_values().collect()
+    }
+
+    /// The scalar values at `key` of `object`: the one in hand, or all of them on a conflict.
+    fn values(
+        &self,
+        object: &ObjId,
+        key: &str,
+        conflict: bool,
+        value: automerge::ValueRef<'_>,
+    ) -> Vec<automerge::ScalarValue> {
+        if !conflict {
+            return match Value::from(value) {
+                Value::Scalar(s) => vec![s.into_owned()],
+                Value::Object(_) => Vec::new(),
+            };
+        }
+        self.doc
+            .get_all(object, key)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(value, _)| match value {
+                Value::Scalar(s) => Some(s.into_owned()),
+                Value::Object(_) => None,
+            })
+            .collect()
     }
 
     /// The change history: (hash, node objects touched with their "c" puts) for history.
@@ -488,23 +545,7 @@ impl FolderDoc {
         };
         for object in objects {
             for item in self.doc.map_range(object, ..) {
-                let values: Vec<automerge::ScalarValue> = if item.conflict {
-                    self.doc
-                        .get_all(object, item.key.as_ref())
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|(value, _)| match value {
-                            Value::Scalar(s) => Some(s.into_owned()),
-                            Value::Object(_) => None,
-                        })
-                        .collect()
-                } else {
-                    match self.doc.get(object, item.key.as_ref()) {
-                        Ok(Some((Value::Scalar(s), _))) => vec![s.into_owned()],
-                        _ => Vec::new(),
-                    }
-                };
-                for value in values {
+                for value in self.values(object, &item.key, item.conflict, item.value) {
                     record.absorb(&item.key, value);
                 }
             }

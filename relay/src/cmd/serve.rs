@@ -11,7 +11,12 @@ use crate::server::{self, Relay};
 use crate::store::Store;
 
 /// Runs the server in the foreground.
-pub(crate) fn run(listen: SocketAddr, data: &Path, quota_gib: u64) -> anyhow::Result<()> {
+pub(crate) fn run(
+    listen: SocketAddr,
+    data: &Path,
+    quota_gib: u64,
+    max_connections_per_account: usize,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -21,6 +26,7 @@ pub(crate) fn run(listen: SocketAddr, data: &Path, quota_gib: u64) -> anyhow::Re
             Arc::new(Store::open(data).with_context(|| format!("open {}", data.display()))?);
         let limits = Limits {
             quota_bytes: quota_gib.saturating_mul(1 << 30),
+            max_connections_per_account,
             ..Limits::default()
         };
         let relay = Relay::new(store, limits)?;

@@ -7,13 +7,23 @@
 //! cargo run --release -p cloud3-tests --bin bench -- [W1 W2 W3 W4 W5 | all] [--quick]
 //! ```
 //!
-//! `--quick` shrinks every workload (a smoke run, not figures for BENCHMARKS.md).
+//! Device workloads: W1 initial sync, W2 propagation latency, W3 1-byte insert, W4 source tree
+//! upgrade, W5 100,000 files. Relay workloads: R1 idle connections (1,000; `R1-10k` 10,000),
+//! R2 fan-out to 100 devices, R3 relay disk usage after 2 GiB. `--quick` shrinks every workload
+//! (a smoke run, not figures for BENCHMARKS.md).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use cloud3_engine::auth::DeviceKey;
+use cloud3_engine::chunk::{cdc, compress};
+use cloud3_engine::ids::{ChunkId, FolderId, NodeId, ShortDeviceId};
+use cloud3_engine::time::WallTime;
+use cloud3_engine::tree::{FolderDoc, NodeKind};
+use cloud3_engine::wire::{AuthProof, ClientMessage, ServerMessage};
+use cloud3_tests::client::Client;
 use cloud3_tests::{Device, Proxy, Relay, binary, wait_until};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -415,6 +425,214 @@ fn w5(root: &Path, quick: bool) -> Result<serde_json::Value> {
     }))
 }
 
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS")
+}
+
+fn device_key(user: usize, device: usize) -> DeviceKey {
+    let mut secret = [0u8; 32];
+    secret[..8].copy_from_slice(&(user as u64).to_le_bytes());
+    secret[8..16].copy_from_slice(&(device as u64).to_le_bytes());
+    secret[31] = 1;
+    DeviceKey::from_secret(secret)
+}
+
+fn enrol(code: &str, name: String) -> AuthProof {
+    AuthProof::Enrol {
+        code: code.to_owned(),
+        device_name: name,
+    }
+}
+
+fn pair_code(client: &mut Client) -> Result<String> {
+    client.send(&ClientMessage::PairRequest { read_only: false })?;
+    client.until(|m| match m {
+        ServerMessage::PairCode { code, .. } => Some(code.clone()),
+        _ => None,
+    })
+}
+
+/// `devices` authenticated connections of one user (the first enrolled by invite).
+fn devices_of(relay: &Relay, user: usize, devices: usize) -> Result<Vec<Client>> {
+    let name = format!("user{user}");
+    let invite = relay.add_user(&name)?;
+    let mut clients = vec![Client::login(
+        &relay.url,
+        &device_key(user, 0),
+        &name,
+        enrol(&invite, "d0".into()),
+    )?];
+    for device in 1..devices {
+        let code = pair_code(&mut clients[0])?;
+        clients.push(Client::login(
+            &relay.url,
+            &device_key(user, device),
+            &name,
+            enrol(&code, format!("d{device}")),
+        )?);
+    }
+    Ok(clients)
+}
+
+/// R1: idle authenticated connections held, and relay memory per connection.
+fn r1(root: &Path, connections: usize) -> Result<serde_json::Value> {
+    const PER_USER: usize = 10;
+    let relay = Relay::start(&root.join("relay"))?;
+    let mut held = devices_of(&relay, 0, 1)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let base = rss_kib(relay.pid())?;
+    let started = Instant::now();
+    let mut user = 1;
+    while held.len() < connections {
+        let n = PER_USER.min(connections - held.len());
+        held.extend(devices_of(&relay, user, n)?);
+        user += 1;
+    }
+    let enrol_s = started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(2));
+    let after = rss_kib(relay.pid())?;
+    // Every connection is still served.
+    for (i, client) in held.iter_mut().enumerate().step_by(97) {
+        client.send(&ClientMessage::Ping(i as u64))?;
+        client.until(|m| matches!(m, ServerMessage::Pong(v) if *v == i as u64).then_some(()))?;
+    }
+    Ok(json!({
+        "workload": "R1 idle connections",
+        "connections": held.len(),
+        "users": user,
+        "enrol_and_connect_s": round(enrol_s),
+        "relay_rss_mib": round(after as f64 / 1024.0),
+        "relay_kib_per_connection": round((after.saturating_sub(base)) as f64 / held.len() as f64),
+    }))
+}
+
+/// R2: one device's change reaching all 100 other online devices of the same user.
+fn r2(root: &Path) -> Result<serde_json::Value> {
+    const RECEIVERS: usize = 100;
+    const ROUNDS: usize = 10;
+    let relay = Relay::start_with(
+        &root.join("relay"),
+        "127.0.0.1:0",
+        &["--max-connections-per-account", "256"],
+    )?;
+    let mut clients = devices_of(&relay, 0, RECEIVERS + 1)?;
+    let mut sender = clients.remove(0);
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Instant)>();
+    let mut threads = Vec::new();
+    for mut client in clients {
+        let tx = tx.clone();
+        threads.push(std::thread::spawn(move || -> Result<()> {
+            for round in 0..ROUNDS {
+                client.until(|m| matches!(m, ServerMessage::DocChanges { .. }).then_some(()))?;
+                let _ = tx.send((round, Instant::now()));
+            }
+            Ok(())
+        }));
+    }
+    drop(tx);
+    std::thread::sleep(Duration::from_secs(1));
+    let mut doc = FolderDoc::new(&[1; 16]);
+    let mut all_ms = Vec::new();
+    let mut last_ms = Vec::new();
+    for round in 0..ROUNDS {
+        let before = doc.heads();
+        doc.create_node(
+            NodeId([round as u8 + 1; 16]),
+            NodeId::ROOT,
+            &format!("dir{round}"),
+            NodeKind::Dir,
+            0o755,
+            None,
+            ShortDeviceId([1; 8]),
+            WallTime(1),
+        )?;
+        doc.commit(WallTime(1));
+        let changes = doc.changes_since(&before);
+        let sent = Instant::now();
+        sender.send(&ClientMessage::DocChanges {
+            folder: FolderId::default_folder(),
+            changes,
+        })?;
+        let mut latest = Duration::ZERO;
+        for _ in 0..RECEIVERS {
+            let (r, at) = rx.recv_timeout(Duration::from_secs(10))?;
+            if r != round {
+                bail!("round {r} arrived during round {round}");
+            }
+            let took = at.duration_since(sent);
+            latest = latest.max(took);
+            all_ms.push(took.as_secs_f64() * 1000.0);
+        }
+        last_ms.push(latest.as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("receiver panicked"))??;
+    }
+    all_ms.sort_by(f64::total_cmp);
+    last_ms.sort_by(f64::total_cmp);
+    Ok(json!({
+        "workload": "R2 fan-out",
+        "receivers": RECEIVERS,
+        "rounds": ROUNDS,
+        "per_device_p50_ms": round(all_ms[all_ms.len() / 2]),
+        "all_devices_p50_ms": round(last_ms[last_ms.len() / 2]),
+        "all_devices_max_ms": round(last_ms[last_ms.len() - 1]),
+    }))
+}
+
+/// Bytes of all files under `dir`.
+fn disk_usage(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            disk_usage(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+/// R3: relay disk usage after uploading `gib` GiB of mixed files, next to the compressed payload.
+fn r3(root: &Path, gib: usize) -> Result<serde_json::Value> {
+    let s = setup(root)?;
+    let bytes = fill(&s.a.dir, 33, 1000, gib * 16, 64)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut payload = 0u64;
+    for entry in cloud3_tests::snapshot(&s.a.dir).values() {
+        if let cloud3_tests::Entry::File(data, _) = entry {
+            for range in cdc::cut(data) {
+                let raw = &data[range];
+                if seen.insert(ChunkId::of(raw)) {
+                    payload += compress(raw).bytes.len() as u64;
+                }
+            }
+        }
+    }
+    let upload = sync(&s.a)?;
+    let used = disk_usage(&root.join("relay"))?;
+    Ok(json!({
+        "workload": "R3 relay disk usage",
+        "file_bytes": bytes,
+        "compressed_payload_bytes": payload,
+        "relay_disk_bytes": used,
+        "ratio_disk_vs_payload": round(used as f64 / payload as f64),
+        "upload": upload.json(),
+    }))
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -424,7 +642,7 @@ fn main() -> Result<()> {
         .filter(|a| !a.starts_with("--"))
         .collect();
     if chosen.is_empty() || chosen.contains(&"all") {
-        chosen = vec!["W1", "W2", "W3", "W4", "W5"];
+        chosen = vec!["W1", "W2", "W3", "W4", "W5", "R1", "R1-10k", "R2", "R3"];
     }
     for workload in chosen {
         let tmp = tempfile::tempdir()?;
@@ -434,7 +652,11 @@ fn main() -> Result<()> {
             "W3" => w3(tmp.path(), quick),
             "W4" => w4(tmp.path()),
             "W5" => w5(tmp.path(), quick),
-            other => bail!("unknown workload {other}: W1..W5 or all"),
+            "R1" => r1(tmp.path(), if quick { 100 } else { 1000 }),
+            "R1-10k" => r1(tmp.path(), 10_000),
+            "R2" => r2(tmp.path()),
+            "R3" => r3(tmp.path(), if quick { 1 } else { 2 }),
+            other => bail!("unknown workload {other}: W1..W5, R1, R1-10k, R2, R3 or all"),
         }
         .with_context(|| format!("workload {workload}"))?;
         println!("{result}");
