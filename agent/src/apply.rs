@@ -109,10 +109,17 @@ fn perform(
             let prefix = format!("{from}/");
             for (path, entry) in &syncer.index {
                 if path == from || path.starts_with(&prefix) {
+                    let mut entry = entry.clone();
+                    if path == from {
+                        // A rename changes the moved entry's ctime.
+                        if let Some(stat) = walk::stat(&root, to) {
+                            entry.ctime_ns = stat.ctime_ns;
+                        }
+                    }
                     batch.remove.push(path.clone());
                     batch
                         .put
-                        .push((format!("{to}{}", &path[from.len()..]), entry.clone()));
+                        .push((format!("{to}{}", &path[from.len()..]), entry));
                 }
             }
         }
@@ -157,6 +164,9 @@ fn perform(
                 .map_err(|e| AgentError::io("chmod", &abs, e))?;
             if let Some(mut entry) = syncer.index.get(path).cloned() {
                 entry.mode = *mode;
+                if let Some(stat) = walk::stat(&root, path) {
+                    entry.ctime_ns = stat.ctime_ns;
+                }
                 batch.put.push((path.clone(), entry));
             }
         }
@@ -406,6 +416,7 @@ fn entry_for(
         size: stat.size,
         mtime_ns: stat.mtime_ns,
         inode: stat.inode,
+        ctime_ns: stat.ctime_ns,
         mode: stat.mode,
         content,
         chunks,

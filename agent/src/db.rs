@@ -42,6 +42,8 @@ pub struct IndexEntry {
     pub mtime_ns: i128,
     /// Inode number.
     pub inode: u64,
+    /// Status change time, nanoseconds since the epoch.
+    pub ctime_ns: i128,
     /// Mode bits.
     pub mode: u32,
     /// Content hash (files and symlinks).
@@ -239,6 +241,7 @@ mod tests {
             size: 3,
             mtime_ns: 1,
             inode: 2,
+            ctime_ns: 4,
             mode: 0o644,
             content: Some(ChunkId([node; 32])),
             chunks: vec![(ChunkId([node; 32]), 3)],

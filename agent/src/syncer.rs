@@ -243,6 +243,7 @@ impl Syncer {
                 size: stat.size,
                 mtime_ns: stat.mtime_ns,
                 inode: stat.inode,
+                ctime_ns: stat.ctime_ns,
                 mode: stat.mode,
                 content: entry.content.as_ref().map(Content::hash),
                 chunks,
@@ -411,13 +412,15 @@ impl Syncer {
     }
 }
 
-/// Whether an indexed file is known unchanged without reading it: same size, mtime and inode, and
-/// its mtime safely older than the index entry (else it may have changed within the timestamp
-/// granularity).
+/// Whether an indexed file is known unchanged without reading it: same size, mtime, inode and
+/// ctime, and its mtime safely older than the index entry (else it may have changed within the
+/// timestamp granularity). The ctime catches a file replaced by a copy that kept size and mtime
+/// (`cp -a`, unpacked archives) and got the old file's inode back.
 fn clean(entry: &IndexEntry, stat: &Stat) -> bool {
     entry.size == stat.size
         && entry.mtime_ns == stat.mtime_ns
         && entry.inode == stat.inode
+        && entry.ctime_ns == stat.ctime_ns
         && entry.content.is_some()
         && stat.mtime_ns + RACY_NS < entry.indexed_ns
 }

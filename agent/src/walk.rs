@@ -28,6 +28,9 @@ pub struct Stat {
     pub mtime_ns: i128,
     /// Inode number.
     pub inode: u64,
+    /// Status change time, nanoseconds since the epoch: unlike the mtime, no program can set it,
+    /// so a file replaced by one with the same size, mtime and (reused) inode is still noticed.
+    pub ctime_ns: i128,
     /// Permission bits (0o7777 mask).
     pub mode: u32,
 }
@@ -55,6 +58,8 @@ impl Stat {
             mtime_ns: i128::from(metadata.mtime()) * 1_000_000_000
                 + i128::from(metadata.mtime_nsec()),
             inode: metadata.ino(),
+            ctime_ns: i128::from(metadata.ctime()) * 1_000_000_000
+                + i128::from(metadata.ctime_nsec()),
             mode: metadata.permissions().mode() & 0o7777,
         })
     }

@@ -274,12 +274,13 @@ fn w3(root: &Path, quick: bool) -> Result<serde_json::Value> {
     sync(&s.b)?;
     let rsync_dst = root.join("rsync-dst");
     rsync(&s.a.dir, &rsync_dst, &["--exclude", ".cloud3"])?;
-    let before = s.proxy_a.total() + s.proxy_b.total();
+    let (before_a, before_b) = (s.proxy_a.total(), s.proxy_b.total());
     bytes.insert(bytes.len() / 2, b'!');
     write(&file, &bytes)?;
     let upload = sync(&s.a)?;
     let download = sync(&s.b)?;
-    let wire = s.proxy_a.total() + s.proxy_b.total() - before;
+    let (up, down) = (s.proxy_a.total() - before_a, s.proxy_b.total() - before_b);
+    let wire = up + down;
     let (reference, rsync_bytes) = rsync(
         &s.a.dir,
         &rsync_dst,
@@ -292,12 +293,14 @@ fn w3(root: &Path, quick: bool) -> Result<serde_json::Value> {
         "workload": "W3 1-byte insert",
         "file_mib": mib,
         "wire_bytes": wire,
-        "upload_bytes": s.proxy_a.total(),
+        "uploading_device_bytes": up,
+        "downloading_device_bytes": down,
         "upload": upload.json(),
         "download": download.json(),
         "rsync_bytes": rsync_bytes,
         "rsync": reference.json(),
         "ratio_bytes_vs_rsync": round(wire as f64 / rsync_bytes as f64),
+        "ratio_one_hop_vs_rsync": round(up as f64 / rsync_bytes as f64),
     }))
 }
 
@@ -375,14 +378,25 @@ fn w4(root: &Path) -> Result<serde_json::Value> {
     sync(&s.b)?;
     let rsync_dst = root.join("rsync-dst");
     rsync(&old, &rsync_dst, &[])?;
-    let before = s.proxy_a.total() + s.proxy_b.total();
+    let (before_a, before_b) = (s.proxy_a.total(), s.proxy_b.total());
     replace_tree(&s.a.dir, &new)?;
     let upload = sync(&s.a)?;
     let download = sync(&s.b)?;
-    let wire = s.proxy_a.total() + s.proxy_b.total() - before;
+    let up = s.proxy_a.total() - before_a;
+    let wire = up + s.proxy_b.total() - before_b;
     let (reference, rsync_bytes) = rsync(&new, &rsync_dst, &["--delete", "--no-whole-file"])?;
-    if cloud3_tests::snapshot(&s.b.dir) != cloud3_tests::snapshot(&new) {
-        bail!("b's tree differs from {new_name}");
+    let (got, want) = (
+        cloud3_tests::snapshot(&s.b.dir),
+        cloud3_tests::snapshot(&new),
+    );
+    if got != want {
+        let differing: Vec<&String> = got
+            .keys()
+            .chain(want.keys())
+            .filter(|p| got.get(*p) != want.get(*p))
+            .take(10)
+            .collect();
+        bail!("b's tree differs from {new_name}: {differing:?}");
     }
     Ok(json!({
         "workload": "W4 source tree upgrade",
@@ -394,7 +408,9 @@ fn w4(root: &Path) -> Result<serde_json::Value> {
         "download": download.json(),
         "rsync_bytes": rsync_bytes,
         "rsync": reference.json(),
+        "uploading_device_bytes": up,
         "ratio_bytes_vs_rsync": round(wire as f64 / rsync_bytes as f64),
+        "ratio_one_hop_vs_rsync": round(up as f64 / rsync_bytes as f64),
     }))
 }
 

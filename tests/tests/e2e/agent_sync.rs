@@ -168,3 +168,30 @@ fn running_daemons_propagate_a_small_file_within_a_second() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_rewrite_that_keeps_size_and_mtime_is_still_noticed() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    let touch = |path: &std::path::Path| {
+        let status = std::process::Command::new("touch")
+            .args(["-d", "2020-01-01 00:00:00"])
+            .arg(path)
+            .status()
+            .expect("touch");
+        assert!(status.success());
+    };
+    a.write("same.txt", "aaaa");
+    touch(&a.dir.join("same.txt"));
+    a.sync()?;
+    b.sync()?;
+    // Same size, same inode, mtime put back (as `cp -a` or an unpacked archive does): only the
+    // ctime tells.
+    a.write("same.txt", "bbbb");
+    touch(&a.dir.join("same.txt"));
+    a.sync()?;
+    b.sync()?;
+    assert_eq!(b.read("same.txt"), Some(b"bbbb".to_vec()));
+    Ok(())
+}
