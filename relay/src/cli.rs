@@ -24,6 +24,9 @@ pub struct Cli {
     /// Most simultaneous connections of one account (for serve).
     #[arg(long, default_value_t = 64, global = true)]
     pub max_connections_per_account: usize,
+    /// Directory of the browser viewer page served at `/` (built by `scripts/build-viewer`).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../viewer"), global = true)]
+    pub viewer: PathBuf,
 }
 
 /// The subcommands.

@@ -1,19 +1,21 @@
 //! The relay server: one listener for HTTP and WebSocket (axum). `/ws` for devices, `/healthz`,
-//! `/metrics`, and `/` for the browser viewer. [`run`] takes an already-bound listener and a
+//! `/metrics`, and everything else from the browser viewer's directory (`/` is its page). [`run`] takes an already-bound listener and a
 //! shutdown future, so tests can bind port 0.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use cloud3_engine::time::WallTime;
 use cloud3_engine::wire::limits::MAX_MESSAGE_BYTES;
 use tokio::net::TcpListener;
+use tower_http::services::ServeDir;
 
 use crate::hub::Hub;
 use crate::limits::{Gate, Limits};
@@ -52,13 +54,14 @@ impl Relay {
 pub async fn run(
     listener: TcpListener,
     relay: Arc<Relay>,
+    viewer: &Path,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .route("/", get(viewer))
+        .fallback_service(ServeDir::new(viewer))
         .with_state(relay.clone());
     let closing = relay.clone();
     axum::serve(
@@ -79,9 +82,13 @@ async fn websocket(
 ) -> impl IntoResponse {
     // Frames and messages are capped well below tungstenite's 16/64 MiB defaults, which it
     // would otherwise reserve on arrival.
+    // tungstenite reserves its read buffer per connection up front (128 KiB by default): most
+    // connections sit idle, so start small; it grows for large messages.
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES + 1024)
         .max_frame_size(MAX_MESSAGE_BYTES + 1024)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| crate::connection::serve(relay, socket, peer))
 }
 
@@ -89,14 +96,6 @@ async fn metrics(State(relay): State<Arc<Relay>>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],
         relay.metrics.render(),
-    )
-}
-
-/// The browser viewer is the wasm issue's work; until it lands the page says so.
-async fn viewer() -> Html<&'static str> {
-    Html(
-        "<!doctype html><title>cloud3</title><h1>cloud3 relay</h1>\
-         <p>The browser viewer is not part of this build yet. Devices connect at <code>/ws</code>.</p>",
     )
 }
 

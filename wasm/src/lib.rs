@@ -290,10 +290,10 @@ impl Viewer {
         Ok(Value::Array(versions).to_string())
     }
 
-    /// Starts opening a node's current content (`version` < 0) or one of its versions. Returns
-    /// the frames to send; a `file` event with the returned `key` says when [`Viewer::bytes`]
-    /// has it.
-    pub fn open(&mut self, node: &str, version: i32) -> Result<js_sys::Array, JsError> {
+    /// Starts opening a node's current content (`version` < 0) or one of its versions: the
+    /// result names the content (`key`) and holds the frames to send; a `file` event with that
+    /// key says when [`Viewer::bytes`] has it.
+    pub fn open(&mut self, node: &str, version: i32) -> Result<Opened, JsError> {
         let id = NodeId::from_key(node).map_err(error)?;
         let content = if version < 0 {
             self.doc
@@ -314,13 +314,20 @@ impl Viewer {
             ContentBody::Inline(manifest) => Some(manifest.clone()),
             ContentBody::Blob(_) | ContentBody::Symlink(_) => None,
         };
-        self.opening.entry(key).or_insert(Opening {
+        let opening = self.opening.entry(key).or_insert(Opening {
             content,
             manifest,
             ready: false,
         });
+        if opening.ready {
+            self.events
+                .push(json!({"kind": "file", "key": key.to_hex()}));
+        }
         let out = self.progress();
-        Ok(frames(out))
+        Ok(Opened {
+            key: key.to_hex(),
+            frames: frames(out),
+        })
     }
 
     /// Requests what open files still lack; emits `file` events for complete ones.
@@ -441,6 +448,28 @@ impl Viewer {
             folder: self.folder.clone(),
             changes,
         }]))
+    }
+}
+
+/// A file being opened: its content key and the frames that request its chunks.
+#[wasm_bindgen]
+pub struct Opened {
+    key: String,
+    frames: js_sys::Array,
+}
+
+#[wasm_bindgen]
+impl Opened {
+    /// The content's hash, as `file` events name it.
+    #[wasm_bindgen(getter)]
+    pub fn key(&self) -> String {
+        self.key.clone()
+    }
+
+    /// Frames to send to the relay.
+    #[wasm_bindgen(getter)]
+    pub fn frames(&self) -> js_sys::Array {
+        self.frames.clone()
     }
 }
 

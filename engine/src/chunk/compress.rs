@@ -49,7 +49,7 @@ pub enum ChunkError {
 }
 
 /// Compresses `raw`, keeping it raw when zstd does not make it smaller. Each thread keeps one
-/// zstd context: creating one per 64 KiB chunk cost more than compressing it.
+/// zstd context rather than allocating one per chunk.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn compress(raw: &[u8]) -> Encoded {
     use std::cell::RefCell;

@@ -1,22 +1,17 @@
 //! `cloud3-relay serve`: bind, print the address, serve until SIGINT/SIGTERM.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::cli::Cli;
 use crate::limits::Limits;
 use crate::server::{self, Relay};
 use crate::store::Store;
 
 /// Runs the server in the foreground.
-pub(crate) fn run(
-    listen: SocketAddr,
-    data: &Path,
-    quota_gib: u64,
-    max_connections_per_account: usize,
-) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli) -> anyhow::Result<()> {
+    let (listen, data) = (cli.listen, cli.data.as_path());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -25,8 +20,8 @@ pub(crate) fn run(
         let store =
             Arc::new(Store::open(data).with_context(|| format!("open {}", data.display()))?);
         let limits = Limits {
-            quota_bytes: quota_gib.saturating_mul(1 << 30),
-            max_connections_per_account,
+            quota_bytes: cli.quota_gib.saturating_mul(1 << 30),
+            max_connections_per_account: cli.max_connections_per_account,
             ..Limits::default()
         };
         let relay = Relay::new(store, limits)?;
@@ -38,7 +33,13 @@ pub(crate) fn run(
         let admin = tokio::spawn(crate::admin::serve(relay.clone(), admin_socket));
         println!("listening on {}", listener.local_addr()?);
         tracing::info!(data = %data.display(), "relay started");
-        server::run(listener, relay, shutdown_signal()).await?;
+        if !cli.viewer.join("pkg/cloud3_wasm_bg.wasm").exists() {
+            tracing::warn!(
+                viewer = %cli.viewer.display(),
+                "the browser viewer is not built: run scripts/build-viewer"
+            );
+        }
+        server::run(listener, relay, &cli.viewer, shutdown_signal()).await?;
         admin.abort();
         let _ = std::fs::remove_file(crate::admin::socket_path(data));
         tracing::info!("relay stopped");
