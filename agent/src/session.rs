@@ -86,10 +86,27 @@ impl Session {
                 if syncer.scan(&HashSet::new())? {
                     self.push(syncer).await?;
                 }
-                let out = syncer
+                let mut out = syncer
                     .relay
                     .on_changes(&mut syncer.doc, changes)
                     .map_err(|e| AgentError::Protocol(e.to_string()))?;
+                // A catch-up arrives as many messages: apply all that are already here, then
+                // acknowledge and materialise once (not once per message, which re-derived the
+                // tree and rewalked the folder for each).
+                while let Some(next) = self.link.recv_ready().await? {
+                    match next {
+                        ServerMessage::DocChanges { folder, changes } if folder == self.folder => {
+                            out = syncer
+                                .relay
+                                .on_changes(&mut syncer.doc, changes)
+                                .map_err(|e| AgentError::Protocol(e.to_string()))?;
+                        }
+                        other => {
+                            self.link.put_back(other);
+                            break;
+                        }
+                    }
+                }
                 syncer.persist()?;
                 self.send_doc(syncer, out).await?;
                 self.materialise(syncer).await?;

@@ -51,6 +51,23 @@ impl Link {
         }
     }
 
+    /// A message that is already here (deferred or buffered), without waiting for one.
+    pub async fn recv_ready(&mut self) -> Result<Option<ServerMessage>, AgentError> {
+        if let Some(message) = self.deferred.pop_front() {
+            return Ok(Some(message));
+        }
+        // A zero timeout still polls once: whatever the socket has buffered is taken.
+        match tokio::time::timeout(std::time::Duration::ZERO, self.connection.recv()).await {
+            Ok(message) => message.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Puts a message back to be received next.
+    pub fn put_back(&mut self, message: ServerMessage) {
+        self.deferred.push_front(message);
+    }
+
     /// Whether messages are waiting to be handled without reading the socket.
     pub fn has_deferred(&self) -> bool {
         !self.deferred.is_empty()

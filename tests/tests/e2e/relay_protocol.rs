@@ -60,17 +60,22 @@ fn one_change(actor: u8, name: &str) -> Vec<Vec<u8>> {
     doc.changes_since(&[])
 }
 
-fn put_chunk(client: &mut Client, raw: &[u8]) -> Result<ChunkId> {
-    let id = ChunkId::of(raw);
+/// A whole chunk as one `ChunkPut`.
+fn chunk_put(raw: &[u8]) -> ClientMessage {
     let encoded = compress(raw);
-    client.send(&ClientMessage::ChunkPut(ChunkPiece {
-        id,
+    ClientMessage::ChunkPut(ChunkPiece {
+        id: ChunkId::of(raw),
         raw_len: raw.len() as u32,
         codec: encoded.codec,
         encoded_len: encoded.bytes.len() as u32,
         offset: 0,
         data: encoded.bytes,
-    }))?;
+    })
+}
+
+fn put_chunk(client: &mut Client, raw: &[u8]) -> Result<ChunkId> {
+    let id = ChunkId::of(raw);
+    client.send(&chunk_put(raw))?;
     client.until(|m| match m {
         ServerMessage::ChunkStored { id: stored } if *stored == id => Some(()),
         ServerMessage::Error { message, .. } => panic!("chunk refused: {message}"),
@@ -409,4 +414,45 @@ fn deflate_bomb() -> Vec<u8> {
     }
     chunk.extend_from_slice(&payload);
     chunk
+}
+
+#[test]
+fn a_read_only_device_reads_but_every_write_is_refused() -> Result<()> {
+    use cloud3_engine::wire::ErrorCode;
+    let tmp = tempfile::tempdir()?;
+    let (relay, mut first) = relay_with("alice", tmp.path())?;
+    let raw = b"shared with the browser".repeat(10);
+    let id = put_chunk(&mut first, &raw)?;
+    let code = pair_code(&mut first, true)?;
+    let mut viewer = Client::login(&relay.url, &key(7), "alice", enrol(&code, "browser"))?;
+    assert_eq!(get_chunk(&mut viewer, id)?, Some(raw));
+
+    let refused = |client: &mut Client| {
+        client.until(|m| match m {
+            ServerMessage::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+    };
+    viewer.send(&ClientMessage::DocChanges {
+        folder: FolderId::default_folder(),
+        changes: one_change(7, "from-the-browser"),
+    })?;
+    assert_eq!(refused(&mut viewer)?, ErrorCode::ReadOnly);
+    let own = b"browser bytes".to_vec();
+    viewer.send(&chunk_put(&own))?;
+    assert_eq!(refused(&mut viewer)?, ErrorCode::ReadOnly);
+    viewer.send(&ClientMessage::Revoke {
+        device: key(1).device_id(),
+    })?;
+    assert_eq!(refused(&mut viewer)?, ErrorCode::ReadOnly);
+    viewer.send(&ClientMessage::PairRequest { read_only: false })?;
+    assert_eq!(refused(&mut viewer)?, ErrorCode::ReadOnly);
+    // Nothing of it landed: the first device is still enrolled and sees no browser chunk.
+    assert_eq!(
+        missing(&mut first, vec![ChunkId::of(&own)])?,
+        vec![ChunkId::of(&own)]
+    );
+    first.send(&ClientMessage::Ping(5))?;
+    first.until(|m| matches!(m, ServerMessage::Pong(5)).then_some(()))?;
+    Ok(())
 }
