@@ -150,9 +150,17 @@ struct Session {
     /// Blobs being uploaded in pieces: id -> (first piece's header, bytes so far).
     uploads: HashMap<ChunkId, (ChunkPiece, Vec<u8>)>,
     upload_bytes: usize,
+    /// Complete blobs waiting to be stored in one batch.
+    ready: Vec<(ChunkPiece, Vec<u8>)>,
+    ready_bytes: usize,
 }
 
 type Refusal = (CloseCode, String);
+
+/// Complete blobs are stored in batches of at most this many...
+const FLUSH_BLOBS: usize = 256;
+/// ...or this many bytes, or whatever has arrived when the socket has nothing more ready.
+const FLUSH_BYTES: usize = 8 << 20;
 
 async fn handshake(
     relay: &Relay,
@@ -235,6 +243,8 @@ async fn authenticate(relay: &Relay, nonce: &[u8; 32], hello: Hello) -> Result<S
         conn: 0,
         uploads: HashMap::new(),
         upload_bytes: 0,
+        ready: Vec::new(),
+        ready_bytes: 0,
     })
 }
 
@@ -260,24 +270,37 @@ impl Session {
         tx: &mpsc::Sender<Outbound>,
     ) -> Result<(), String> {
         loop {
-            let next = tokio::time::timeout(relay.gate.limits.idle_timeout, stream.next()).await;
+            let next = if self.ready.is_empty() {
+                match tokio::time::timeout(relay.gate.limits.idle_timeout, stream.next()).await {
+                    Err(_) => return Err("idle timeout".into()),
+                    Ok(next) => next,
+                }
+            } else {
+                // Complete blobs wait for a batch only while more messages are already here.
+                match tokio::time::timeout(std::time::Duration::ZERO, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.flush_chunks(relay, tx).await?;
+                        continue;
+                    }
+                }
+            };
             let frame = match next {
-                Err(_) => return Err("idle timeout".into()),
-                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return Ok(()),
+                None | Some(Ok(Message::Close(_))) => return Ok(()),
                 // A peer that vanished without a close frame is just gone; oversized frames
                 // and broken framing are a broken rule.
-                Ok(Some(Err(error))) => {
+                Some(Err(error)) => {
                     let error = error.to_string();
                     if error.contains("without closing handshake") {
                         return Ok(());
                     }
                     return Err(format!("unreadable frame: {error}"));
                 }
-                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-                Ok(Some(Ok(Message::Text(_)))) => {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Text(_))) => {
                     return Err("text frames are not spoken here".into());
                 }
-                Ok(Some(Ok(Message::Binary(bytes)))) => bytes,
+                Some(Ok(Message::Binary(bytes))) => bytes,
             };
             Metrics::add(&relay.metrics.messages_in, 1);
             Metrics::add(&relay.metrics.bytes_in, frame.len() as u64);
@@ -304,6 +327,10 @@ impl Session {
         tx: &mpsc::Sender<Outbound>,
         message: ClientMessage,
     ) -> Result<(), String> {
+        // Everything but more blobs sees the blobs before it stored and acknowledged.
+        if !matches!(message, ClientMessage::ChunkPut(_)) {
+            self.flush_chunks(relay, tx).await?;
+        }
         match message {
             ClientMessage::Hello(_) => {
                 self.error(tx, ErrorCode::BadMessage, "already authenticated".into())
@@ -570,6 +597,27 @@ impl Session {
             return Ok(());
         };
         self.upload_bytes = self.upload_bytes.saturating_sub(bytes.len());
+        self.ready_bytes += bytes.len();
+        self.ready.push((header, bytes));
+        if self.ready.len() >= FLUSH_BLOBS || self.ready_bytes >= FLUSH_BYTES {
+            self.flush_chunks(relay, tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores the complete blobs received so far in one durable batch, then acknowledges each
+    /// (`ChunkStored` only after the commit) or reports why it was refused.
+    async fn flush_chunks(
+        &mut self,
+        relay: &Arc<Relay>,
+        tx: &mpsc::Sender<Outbound>,
+    ) -> Result<(), String> {
+        if self.ready.is_empty() {
+            return Ok(());
+        }
+        let ready = std::mem::take(&mut self.ready);
+        self.ready_bytes = 0;
+        let ids: Vec<ChunkId> = ready.iter().map(|(header, _)| header.id).collect();
         let store = relay.store.clone();
         let (user, device, quota) = (
             self.user.clone(),
@@ -577,42 +625,56 @@ impl Session {
             relay.gate.limits.quota_bytes,
         );
         let result = tokio::task::spawn_blocking(move || {
-            let blob = crate::store::chunks::NewBlob {
-                id,
-                codec: header.codec,
-                raw_len: header.raw_len,
-                bytes: &bytes,
-            };
-            store.put_chunk(&user, device, blob, quota)
+            let blobs: Vec<crate::store::chunks::NewBlob<'_>> = ready
+                .iter()
+                .map(|(header, bytes)| crate::store::chunks::NewBlob {
+                    id: header.id,
+                    codec: header.codec,
+                    raw_len: header.raw_len,
+                    bytes,
+                })
+                .collect();
+            store.put_chunks(&user, device, &blobs, quota)
         })
         .await;
-        match result {
-            Ok(Ok(())) => {
-                Metrics::add(&relay.metrics.chunks_stored, 1);
-                self.send(tx, ServerMessage::ChunkStored { id }).await
-            }
-            Ok(Err(crate::error::StoreError::Quota { quota })) => {
-                self.error(
-                    tx,
-                    ErrorCode::Quota,
-                    format!("storage quota of {quota} bytes is full"),
-                )
-                .await
-            }
-            Ok(Err(crate::error::StoreError::Forbidden(why))) => {
-                tracing::warn!(device = %self.device.short(), why, "blob refused");
-                let code = if why.contains("hash") {
-                    ErrorCode::HashMismatch
-                } else {
-                    ErrorCode::BadMessage
-                };
-                self.error(tx, code, why).await
-            }
+        let outcomes = match result {
+            Ok(Ok(outcomes)) => outcomes,
             _ => {
-                self.error(tx, ErrorCode::Internal, "cannot store blob".into())
-                    .await
+                return self
+                    .error(tx, ErrorCode::Internal, "cannot store blobs".into())
+                    .await;
+            }
+        };
+        for (id, outcome) in ids.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => {
+                    Metrics::add(&relay.metrics.chunks_stored, 1);
+                    self.send(tx, ServerMessage::ChunkStored { id }).await?;
+                }
+                Err(crate::error::StoreError::Quota { quota }) => {
+                    self.error(
+                        tx,
+                        ErrorCode::Quota,
+                        format!("storage quota of {quota} bytes is full"),
+                    )
+                    .await?;
+                }
+                Err(crate::error::StoreError::Forbidden(why)) => {
+                    tracing::warn!(device = %self.device.short(), why, "blob refused");
+                    let code = if why.contains("hash") {
+                        ErrorCode::HashMismatch
+                    } else {
+                        ErrorCode::BadMessage
+                    };
+                    self.error(tx, code, why).await?;
+                }
+                Err(_) => {
+                    self.error(tx, ErrorCode::Internal, "cannot store blob".into())
+                        .await?;
+                }
             }
         }
+        Ok(())
     }
 
     async fn send(

@@ -64,60 +64,83 @@ impl Store {
         Ok(missing)
     }
 
-    /// Verifies and stores a blob for `user`, on behalf of `device`. Returns once durable.
-    pub fn put_chunk(
+    /// Verifies and stores blobs for `user`, on behalf of `device`, in one durable batch (one
+    /// pack flush, one transaction). Returns each blob's outcome once everything is durable;
+    /// the outer error means nothing of the batch was stored.
+    pub fn put_chunks(
         &self,
         user: &str,
         device: DeviceId,
-        blob: NewBlob<'_>,
+        blobs: &[NewBlob<'_>],
         quota: u64,
-    ) -> Result<(), StoreError> {
-        let NewBlob {
-            id,
-            codec,
-            raw_len,
-            bytes,
-        } = blob;
-        chunk::open(id, codec, bytes, raw_len).map_err(|e| StoreError::Forbidden(e.to_string()))?;
-        if self.missing_chunks(user, &[id])?.is_empty() {
-            return Ok(());
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut outcomes: Vec<Result<(), StoreError>> = Vec::with_capacity(blobs.len());
+        let mut accepted: Vec<usize> = Vec::new();
+        let mut used = self.usage(user)?;
+        let ids: Vec<ChunkId> = blobs.iter().map(|b| b.id).collect();
+        let missing = self.missing_chunks(user, &ids)?;
+        for (n, blob) in blobs.iter().enumerate() {
+            if let Err(e) = chunk::open(blob.id, blob.codec, blob.bytes, blob.raw_len) {
+                outcomes.push(Err(StoreError::Forbidden(e.to_string())));
+                continue;
+            }
+            let duplicate = accepted.iter().any(|&k| blobs[k].id == blob.id);
+            if !missing.contains(&blob.id) || duplicate {
+                outcomes.push(Ok(()));
+                continue;
+            }
+            if used + blob.bytes.len() as u64 > quota {
+                outcomes.push(Err(StoreError::Quota { quota }));
+                continue;
+            }
+            used += blob.bytes.len() as u64;
+            accepted.push(n);
+            outcomes.push(Ok(()));
         }
-        let used = self.usage(user)?;
-        if used + bytes.len() as u64 > quota {
-            return Err(StoreError::Quota { quota });
+        if accepted.is_empty() {
+            return Ok(outcomes);
         }
-        let span: PackSpan = self
+        let bytes: Vec<&[u8]> = accepted.iter().map(|&n| blobs[n].bytes).collect();
+        let spans: Vec<PackSpan> = self
             .packs
             .lock()
             .map_err(|_| StoreError::Corrupt("pack lock poisoned".into()))?
-            .append(user, bytes)?;
-        let location = ChunkLocation {
-            pack: span.pack,
-            offset: span.offset,
-            len: span.len,
-            zstd: codec == ChunkCodec::Zstd,
-            raw_len,
-        };
+            .append_all(user, &bytes)?;
         let txn = self.db.begin_write().map_err(StoreError::db)?;
         {
             check_active(&txn, user, device)?;
             let mut table = txn.open_table(CHUNKS).map_err(StoreError::db)?;
-            if table.get((user, &id.0)).map_err(StoreError::db)?.is_some() {
-                return Ok(());
+            let mut added = 0u64;
+            for (&n, span) in accepted.iter().zip(&spans) {
+                let blob = &blobs[n];
+                if table
+                    .get((user, &blob.id.0))
+                    .map_err(StoreError::db)?
+                    .is_some()
+                {
+                    continue;
+                }
+                let location = ChunkLocation {
+                    pack: span.pack,
+                    offset: span.offset,
+                    len: span.len,
+                    zstd: blob.codec == ChunkCodec::Zstd,
+                    raw_len: blob.raw_len,
+                };
+                table
+                    .insert((user, &blob.id.0), encode(&location)?.as_slice())
+                    .map_err(StoreError::db)?;
+                added += u64::from(span.len);
             }
-            table
-                .insert((user, &id.0), encode(&location)?.as_slice())
-                .map_err(StoreError::db)?;
             let mut usage = txn.open_table(USAGE).map_err(StoreError::db)?;
-            let used = usage
+            let before = usage
                 .get(user)
                 .map_err(StoreError::db)?
                 .map_or(0, |v| v.value());
-            usage
-                .insert(user, used + u64::from(span.len))
-                .map_err(StoreError::db)?;
+            usage.insert(user, before + added).map_err(StoreError::db)?;
         }
-        txn.commit().map_err(StoreError::db)
+        txn.commit().map_err(StoreError::db)?;
+        Ok(outcomes)
     }
 
     /// A user's blob, verified against its id; `None` if the user does not store it.
