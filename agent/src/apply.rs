@@ -370,7 +370,16 @@ fn install_symlink(
 /// its index entry was written.
 fn target_as_expected(syncer: &Syncer, write: &PendingWrite) -> bool {
     match &write.replaces {
-        None => walk::stat(&syncer.root, &write.path).is_none(),
+        None => {
+            let free = walk::stat(&syncer.root, &write.path).is_none();
+            if !free {
+                tracing::debug!(
+                    path = write.path,
+                    "not applied: something unindexed is there"
+                );
+            }
+            free
+        }
         Some(expect) => matches_known(syncer, &write.path, expect),
     }
 }
@@ -378,22 +387,35 @@ fn target_as_expected(syncer: &Syncer, write: &PendingWrite) -> bool {
 /// Whether the disk at `path` still matches its index entry (and so `expect`).
 fn matches_known(syncer: &Syncer, path: &str, expect: &Known) -> bool {
     let Some(entry) = syncer.index.get(path) else {
+        tracing::debug!(path, "not applied: the index has nothing at this path");
         return false;
     };
     if entry.node != expect.node {
+        tracing::debug!(path, "not applied: the index holds another node here");
         return false;
     }
     let Some(stat) = walk::stat(&syncer.root, path) else {
+        tracing::debug!(path, "not applied: nothing on disk at this path");
         return false;
     };
     let kind_matches = kind_byte(stat.kind) == entry.kind;
-    if stat.kind == NodeKind::Dir {
-        return kind_matches && stat.inode == entry.inode;
+    let matches = if stat.kind == NodeKind::Dir {
+        kind_matches && stat.inode == entry.inode
+    } else {
+        kind_matches
+            && stat.size == entry.size
+            && stat.mtime_ns == entry.mtime_ns
+            && stat.inode == entry.inode
+    };
+    if !matches {
+        tracing::debug!(
+            path,
+            ?stat,
+            ?entry,
+            "not applied: changed on disk since the last scan"
+        );
     }
-    kind_matches
-        && stat.size == entry.size
-        && stat.mtime_ns == entry.mtime_ns
-        && stat.inode == entry.inode
+    matches
 }
 
 fn read_local(syncer: &Syncer, path: &str, offset: u64, len: u32, id: ChunkId) -> Option<Vec<u8>> {

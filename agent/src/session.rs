@@ -21,6 +21,9 @@ use crate::transfer::Link;
 /// How long `sync` waits for the relay without any progress.
 pub const QUIET_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Upload passes (each followed by a rescan of what changed meanwhile) before giving up for now.
+const MAX_UPLOAD_PASSES: usize = 5;
+
 /// A connected session.
 pub struct Session {
     /// The connection.
@@ -155,14 +158,21 @@ impl Session {
     }
 
     async fn upload(&mut self, syncer: &mut Syncer) -> Result<(), AgentError> {
-        loop {
+        for _ in 0..MAX_UPLOAD_PASSES {
             let stale = self.link.upload(syncer).await?;
             if stale.is_empty() {
                 return Ok(());
             }
-            // Files changed while uploading: scan them again and upload the new chunks.
+            // Files changed or moved while uploading: scan them again, then upload the new
+            // chunks and the old ones from wherever they are now.
             syncer.scan(&stale.into_iter().collect())?;
+            syncer.repoint_pending();
         }
+        // Files that keep changing under the upload: what is still pending goes with the next
+        // session, and the document waits for it.
+        Err(AgentError::Protocol(
+            "files kept changing during the upload; retrying later".into(),
+        ))
     }
 
     async fn send_doc(

@@ -375,6 +375,28 @@ impl Syncer {
         Ok(self.new_content(stat, self.body_for(&manifest)))
     }
 
+    /// After a rescan: pending blobs whose file changed or moved are pointed at wherever the
+    /// index now has their bytes (a file renamed between scan and upload still uploads); those
+    /// no local file holds any more are dropped (the rescan recorded what replaced them).
+    pub fn repoint_pending(&mut self) {
+        let local = self.local_chunks();
+        let mut gone = Vec::new();
+        for (id, source) in &mut self.pending {
+            if let BlobSource::File { path, offset, len } = source {
+                match local.get(id) {
+                    Some((at, at_offset, at_len)) => {
+                        if (at, at_offset, at_len) != (&*path, &*offset, &*len) {
+                            (*path, *offset, *len) = (at.clone(), *at_offset, *at_len);
+                            self.pending_added.push(*id);
+                        }
+                    }
+                    None => gone.push(*id),
+                }
+            }
+        }
+        self.uploaded(&gone);
+    }
+
     /// The relay committed these blobs: they are no longer pending.
     pub fn uploaded(&mut self, ids: &[ChunkId]) {
         for id in ids {

@@ -2,7 +2,7 @@
 //! relay lacks, uploading them in pieces, and fetching blobs with verification. Messages that
 //! arrive while a transfer waits for its answers are kept, in order, for the main loop.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
@@ -100,6 +100,9 @@ impl Link {
                 })
                 .await?;
             let mut awaiting = 0usize;
+            // Blobs whose file changed or moved since the scan stay pending (see
+            // `Syncer::repoint_pending`); everything else in the batch is now at the relay.
+            let mut unsent: HashSet<ChunkId> = HashSet::new();
             for id in missing {
                 let Some(source) = syncer.pending.get(&id).cloned() else {
                     continue;
@@ -108,6 +111,7 @@ impl Link {
                     Ok(raw) => raw,
                     Err(path) => {
                         stale.push(path);
+                        unsent.insert(id);
                         continue;
                     }
                 };
@@ -122,7 +126,12 @@ impl Link {
                 .await?;
                 awaiting -= 1;
             }
-            syncer.uploaded(batch);
+            let done: Vec<ChunkId> = batch
+                .iter()
+                .copied()
+                .filter(|id| !unsent.contains(id))
+                .collect();
+            syncer.uploaded(&done);
         }
         Ok(stale)
     }

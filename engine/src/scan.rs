@@ -200,7 +200,12 @@ impl Scanner<'_> {
                     k.node
                 }
                 Some(k) if k.kind == entry.kind && unchanged(k, entry) => {
-                    // Deleted remotely and untouched here: materialising will remove it.
+                    // Deleted remotely and untouched here: materialising will remove it. A file
+                    // keeps its index entry current (a touch changes its mtime, not its
+                    // content), or the removal would never match the disk again.
+                    if entry.kind != NodeKind::Dir {
+                        result.nodes.insert(path.clone(), k.node);
+                    }
                     continue;
                 }
                 _ => match vanished_by_inode.remove(&entry.inode) {

@@ -219,3 +219,15 @@ fn an_entry_parked_in_staging_is_never_deleted() {
     let result = scan(&disk, &index, &doc);
     assert!(result.ops.is_empty(), "{:?}", result.ops);
 }
+
+#[test]
+fn a_file_deleted_remotely_but_touched_here_stays_indexed_for_its_removal() {
+    let (mut disk, index, mut doc) = synced(&[(1, 0, "old.txt", file(10, "same bytes"))]);
+    doc.clear();
+    // Touched (mtime changed, content the same): still "untouched" for the deletion rule, but
+    // the index entry must follow the disk or the removal would never match it.
+    disk.insert("old.txt".into(), file(10, "same bytes"));
+    let result = scan(&disk, &index, &doc);
+    assert!(result.ops.is_empty(), "{:?}", result.ops);
+    assert_eq!(result.nodes.get("old.txt"), Some(&id(1)));
+}

@@ -2,6 +2,7 @@
 
 mod agent_faults;
 mod agent_sync;
+mod randomized;
 mod relay_protocol;
 
 use std::path::Path;
