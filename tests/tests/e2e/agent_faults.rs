@@ -264,3 +264,120 @@ fn a_revoked_device_stops_its_daemon_and_keeps_its_files() -> Result<()> {
     assert!(String::from_utf8_lossy(&again.stderr).contains("revoked"));
     Ok(())
 }
+
+/// Mounts a tmpfs of `mib` MiB at `dir`; false when this machine does not allow it.
+fn mount_tmpfs(dir: &std::path::Path, mib: u32) -> bool {
+    std::fs::create_dir_all(dir).is_ok()
+        && Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_full_disk_fails_the_sync_clearly_and_loses_nothing() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let small_disk = tmp.path().join("small");
+    if !mount_tmpfs(&small_disk, 6) {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); the full-disk case is untested"
+        );
+        return Ok(());
+    }
+    let result = (|| -> Result<()> {
+        let relay = Relay::start(&tmp.path().join("relay"))?;
+        let invite = relay.add_user("alice")?;
+        let a = cloud3_tests::Device::init(
+            &tmp.path().join("a"),
+            &relay,
+            "alice",
+            "--invite",
+            &invite,
+            "a",
+        )?;
+        let code = a.pair(false)?;
+        let b = cloud3_tests::Device::init(
+            &small_disk.join("b"),
+            &relay,
+            "alice",
+            "--pair",
+            &code,
+            "b",
+        )?;
+        let big = random_bytes(11, 12 << 20);
+        a.write("small.txt", "fits");
+        a.write("big.bin", &big);
+        a.sync()?;
+        // b's disk cannot hold the big file: a clear error, no partial file, nothing else lost.
+        let output = b.command(&["sync"])?;
+        assert!(
+            !output.status.success(),
+            "a sync onto a full disk cannot succeed"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        eprintln!("full disk: {}", stderr.trim());
+        assert!(
+            stderr.contains("No space left") || stderr.contains("space"),
+            "the error says why: {stderr}"
+        );
+        let tree = b.tree();
+        if let Some(entry) = tree.get("big.bin") {
+            assert_eq!(
+                entry,
+                &Entry::File(big.clone(), false),
+                "big.bin is partial"
+            );
+        }
+        // Room again: the next sync completes.
+        let status = Command::new("mount")
+            .args(["-o", "remount,size=64m"])
+            .arg(&small_disk)
+            .status()?;
+        assert!(status.success());
+        b.sync()?;
+        assert_eq!(b.read("big.bin").as_deref(), Some(big.as_slice()));
+        assert_eq!(b.tree(), a.tree());
+        Ok(())
+    })();
+    let _ = Command::new("umount").arg("-l").arg(&small_disk).status();
+    result
+}
+
+#[test]
+fn symlinks_out_of_the_folder_are_never_followed_in_either_direction() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside)?;
+    std::fs::write(outside.join("secret.txt"), "never synced")?;
+    // A link out of the folder on a syncs as a link; what it points at is not read.
+    std::os::unix::fs::symlink(&outside, a.dir.join("escape"))?;
+    a.write("docs/readme.txt", "inside");
+    a.sync()?;
+    b.sync()?;
+    let target = outside.to_string_lossy().into_owned();
+    assert_eq!(b.tree().get("escape"), Some(&Entry::Symlink(target)));
+    assert!(!b.tree().keys().any(|p| p.contains("secret")));
+    // On b, a synced directory is replaced by a link out of the folder; a's new file for that
+    // directory must not be written through it.
+    std::fs::remove_dir_all(b.dir.join("docs"))?;
+    std::os::unix::fs::symlink(&outside, b.dir.join("docs"))?;
+    a.write("docs/new.txt", "must not escape");
+    a.sync()?;
+    let _ = b.command(&["sync"])?;
+    let _ = b.command(&["sync"])?;
+    let mut names: Vec<String> = std::fs::read_dir(&outside)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()?;
+    names.sort();
+    assert_eq!(
+        names,
+        ["secret.txt"],
+        "nothing was written outside the folder"
+    );
+    assert_eq!(std::fs::read(outside.join("secret.txt"))?, b"never synced");
+    Ok(())
+}
