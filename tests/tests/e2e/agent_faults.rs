@@ -381,3 +381,53 @@ fn symlinks_out_of_the_folder_are_never_followed_in_either_direction() -> Result
     assert_eq!(std::fs::read(outside.join("secret.txt"))?, b"never synced");
     Ok(())
 }
+
+#[test]
+fn a_device_with_a_skewed_clock_loses_nothing_in_a_conflict() -> Result<()> {
+    if Command::new("faketime").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: faketime is not installed (scripts/test-all installs it)");
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let (_relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    // b's clock runs three days behind (and another run: a year ahead).
+    let skewed_sync = |offset: &str| -> Result<()> {
+        let output = Command::new("faketime")
+            .args(["-m", "-f", offset])
+            .arg(binary("cloud3"))
+            .args(["sync", "--dir"])
+            .arg(&b.dir)
+            .output()?;
+        cloud3_tests::check(&output, "skewed cloud3 sync")
+    };
+    for (round, offset) in ["-3d", "+365d"].into_iter().enumerate() {
+        let name = format!("report-{round}.txt");
+        a.write(&name, "base");
+        a.sync()?;
+        skewed_sync(offset)?;
+        a.write(&name, format!("from a, true clock, round {round}"));
+        b.write(&name, format!("from b, clock {offset}, round {round}"));
+        a.sync()?;
+        skewed_sync(offset)?;
+        a.sync()?;
+        let tree = a.tree();
+        assert_eq!(tree, b.tree(), "devices differ after round {round}");
+        eprintln!("clock {offset}: {:?}", tree.keys().collect::<Vec<_>>());
+        let contents: Vec<&Entry> = tree
+            .iter()
+            .filter(|(p, _)| p.starts_with(&format!("report-{round}")))
+            .map(|(_, e)| e)
+            .collect();
+        assert_eq!(
+            contents.len(),
+            2,
+            "the file and one conflict copy: {tree:?}"
+        );
+        let a_text = format!("from a, true clock, round {round}").into_bytes();
+        let b_text = format!("from b, clock {offset}, round {round}").into_bytes();
+        assert!(contents.contains(&&Entry::File(a_text, false)));
+        assert!(contents.contains(&&Entry::File(b_text, false)));
+    }
+    Ok(())
+}
