@@ -89,26 +89,28 @@ impl Session {
                 if syncer.scan(&HashSet::new())? {
                     self.push(syncer).await?;
                 }
-                let mut out = syncer
-                    .relay
-                    .on_changes(&mut syncer.doc, changes)
-                    .map_err(|e| AgentError::Protocol(e.to_string()))?;
                 // A catch-up arrives as many messages: apply all that are already here, then
                 // acknowledge and materialise once (not once per message, which re-derived the
                 // tree and rewalked the folder for each).
+                let mut batches = vec![changes];
                 while let Some(next) = self.link.recv_ready().await? {
                     match next {
                         ServerMessage::DocChanges { folder, changes } if folder == self.folder => {
-                            out = syncer
-                                .relay
-                                .on_changes(&mut syncer.doc, changes)
-                                .map_err(|e| AgentError::Protocol(e.to_string()))?;
+                            batches.push(changes);
                         }
                         other => {
                             self.link.put_back(other);
                             break;
                         }
                     }
+                }
+                let mut out = Vec::new();
+                for changes in batches {
+                    // Each answer acknowledges everything so far: only the last is sent.
+                    out = syncer
+                        .relay
+                        .on_changes(&mut syncer.doc, changes)
+                        .map_err(|e| AgentError::Protocol(e.to_string()))?;
                 }
                 syncer.persist()?;
                 self.send_doc(syncer, out).await?;
@@ -181,20 +183,12 @@ impl Session {
         out: Vec<DocOutgoing>,
     ) -> Result<(), AgentError> {
         for message in out {
-            let message = match message {
-                DocOutgoing::Heads(heads) => ClientMessage::DocHeads {
-                    folder: self.folder.clone(),
-                    heads,
-                },
-                DocOutgoing::Changes(changes) => {
-                    self.upload(syncer).await?;
-                    ClientMessage::DocChanges {
-                        folder: self.folder.clone(),
-                        changes,
-                    }
-                }
-            };
-            self.link.send(&message).await?;
+            if matches!(message, DocOutgoing::Changes(_)) {
+                self.upload(syncer).await?;
+            }
+            self.link
+                .send(&message.into_client(self.folder.clone()))
+                .await?;
         }
         Ok(())
     }

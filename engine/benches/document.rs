@@ -15,7 +15,6 @@ use cloud3_engine::time::WallTime;
 use cloud3_engine::tree::{Content, ContentBody, FolderDoc, NodeKind};
 use cloud3_engine::wire::codec::encode_client;
 use cloud3_engine::wire::limits::MAX_OPS_PER_CHANGE;
-use cloud3_engine::wire::message::ClientMessage;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
 /// The system allocator, counting live and peak bytes.
@@ -111,19 +110,7 @@ fn file(k: usize) -> usize {
 
 fn wire_bytes(folder: &FolderId, out: &[DocOutgoing]) -> usize {
     out.iter()
-        .map(|message| {
-            let message = match message {
-                DocOutgoing::Heads(heads) => ClientMessage::DocHeads {
-                    folder: folder.clone(),
-                    heads: heads.clone(),
-                },
-                DocOutgoing::Changes(changes) => ClientMessage::DocChanges {
-                    folder: folder.clone(),
-                    changes: changes.clone(),
-                },
-            };
-            encode_client(&message).len()
-        })
+        .map(|message| encode_client(&message.clone().into_client(folder.clone())).len())
         .sum()
 }
 

@@ -1,6 +1,6 @@
 //! The relay server: one listener for HTTP and WebSocket (axum). `/ws` for devices, `/healthz`,
-//! `/metrics`, and everything else from the browser viewer's directory (`/` is its page). [`run`] takes an already-bound listener and a
-//! shutdown future, so tests can bind port 0.
+//! `/metrics`, and everything else from the browser viewer's directory (`/` is its page).
+//! [`run`] takes an already-bound listener and a shutdown future, so tests can bind port 0.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -81,9 +81,9 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> impl IntoResponse {
     // Frames and messages are capped well below tungstenite's 16/64 MiB defaults, which it
-    // would otherwise reserve on arrival.
-    // tungstenite reserves its read buffer per connection up front (128 KiB by default): most
-    // connections sit idle, so start small; it grows for large messages.
+    // would otherwise reserve on arrival. Its read buffer is reserved per connection up front
+    // (128 KiB by default): most connections sit idle, so start small; it grows for large
+    // messages.
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES + 1024)
         .max_frame_size(MAX_MESSAGE_BYTES + 1024)

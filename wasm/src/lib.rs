@@ -219,16 +219,7 @@ impl Viewer {
 
     fn doc_messages(&self, out: Vec<DocOutgoing>) -> Vec<ClientMessage> {
         out.into_iter()
-            .map(|m| match m {
-                DocOutgoing::Heads(heads) => ClientMessage::DocHeads {
-                    folder: self.folder.clone(),
-                    heads,
-                },
-                DocOutgoing::Changes(changes) => ClientMessage::DocChanges {
-                    folder: self.folder.clone(),
-                    changes,
-                },
-            })
+            .map(|m| m.into_client(self.folder.clone()))
             .collect()
     }
 
@@ -241,10 +232,6 @@ impl Viewer {
     /// author}`, sorted by path.
     pub fn tree(&self) -> String {
         let tree = self.doc.derive();
-        let mut parent_paths: HashMap<NodeId, &str> = HashMap::new();
-        for (path, node) in tree.iter() {
-            parent_paths.insert(node.id, path);
-        }
         let entries: Vec<Value> = tree
             .iter()
             .map(|(path, node)| {
@@ -257,7 +244,7 @@ impl Viewer {
                     "id": node.id.to_key(),
                     "path": path,
                     "name": node.name,
-                    "parent": parent_paths.get(&node.parent).copied().unwrap_or(""),
+                    "parent": tree.path_of(node.parent).unwrap_or(""),
                     "kind": kind,
                     "size": node.content.as_ref().map_or(0, |c| c.size),
                     "mtime": node.content.as_ref().map_or(0, |c| c.mtime.0),

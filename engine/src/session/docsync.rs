@@ -10,6 +10,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::ids::FolderId;
+use crate::wire::ClientMessage;
 use crate::wire::limits::MAX_CHANGES_BYTES;
 
 /// A change hash.
@@ -39,6 +41,16 @@ pub enum DocOutgoing {
     Heads(Vec<ChangeHash>),
     /// Send `DocChanges` (already split to fit one message each).
     Changes(Vec<Vec<u8>>),
+}
+
+impl DocOutgoing {
+    /// The message a device sends for this, about `folder`.
+    pub fn into_client(self, folder: FolderId) -> ClientMessage {
+        match self {
+            DocOutgoing::Heads(heads) => ClientMessage::DocHeads { folder, heads },
+            DocOutgoing::Changes(changes) => ClientMessage::DocChanges { folder, changes },
+        }
+    }
 }
 
 /// Sync state for one document and one peer.

@@ -1,5 +1,7 @@
 //! The chunk index: (user, chunk id) → where its encoded bytes are, with the per-user quota.
 
+use std::collections::HashSet;
+
 use cloud3_engine::chunk;
 use cloud3_engine::ids::{ChunkId, DeviceId};
 use cloud3_engine::wire::ChunkCodec;
@@ -78,14 +80,14 @@ impl Store {
         let mut accepted: Vec<usize> = Vec::new();
         let mut used = self.usage(user)?;
         let ids: Vec<ChunkId> = blobs.iter().map(|b| b.id).collect();
-        let missing = self.missing_chunks(user, &ids)?;
+        // Taken from `missing` as accepted, so a blob sent twice in one batch is stored once.
+        let mut missing: HashSet<ChunkId> = self.missing_chunks(user, &ids)?.into_iter().collect();
         for (n, blob) in blobs.iter().enumerate() {
             if let Err(e) = chunk::open(blob.id, blob.codec, blob.bytes, blob.raw_len) {
                 outcomes.push(Err(StoreError::Forbidden(e.to_string())));
                 continue;
             }
-            let duplicate = accepted.iter().any(|&k| blobs[k].id == blob.id);
-            if !missing.contains(&blob.id) || duplicate {
+            if !missing.contains(&blob.id) {
                 outcomes.push(Ok(()));
                 continue;
             }
@@ -93,6 +95,7 @@ impl Store {
                 outcomes.push(Err(StoreError::Quota { quota }));
                 continue;
             }
+            missing.remove(&blob.id);
             used += blob.bytes.len() as u64;
             accepted.push(n);
             outcomes.push(Ok(()));
