@@ -14,6 +14,14 @@ use tungstenite::protocol::WebSocket;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, client::IntoClientRequest};
 
+/// The proof of a device enrolling with a one-time `code` under `device_name`.
+pub fn enrol(code: &str, device_name: &str) -> AuthProof {
+    AuthProof::Enrol {
+        code: code.to_owned(),
+        device_name: device_name.to_owned(),
+    }
+}
+
 /// What arrived from the relay.
 #[derive(Debug)]
 pub enum Incoming {
@@ -72,6 +80,15 @@ impl Client {
             Incoming::Message(ServerMessage::Welcome { .. }) => Ok(client),
             other => bail!("login refused: {other:?}"),
         }
+    }
+
+    /// Asks the relay for a one-time pairing code and returns it.
+    pub fn pair_code(&mut self, read_only: bool) -> Result<String> {
+        self.send(&ClientMessage::PairRequest { read_only })?;
+        self.until(|m| match m {
+            ServerMessage::PairCode { code, .. } => Some(code.clone()),
+            _ => None,
+        })
     }
 
     /// Sends a protocol message.

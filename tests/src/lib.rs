@@ -163,6 +163,13 @@ impl Device {
         })
     }
 
+    /// Routes this device through a new byte-counting [`Proxy`] to `relay`.
+    pub fn behind_proxy(&self, relay: &Relay) -> Result<Proxy> {
+        let proxy = Proxy::start(&relay.addr)?;
+        self.set_relay(&proxy.url)?;
+        Ok(proxy)
+    }
+
     /// Points this device at another relay URL (for example a [`Proxy`]'s).
     pub fn set_relay(&self, url: &str) -> Result<()> {
         let path = self.dir.join(".cloud3/config.toml");

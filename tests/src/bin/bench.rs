@@ -22,8 +22,8 @@ use cloud3_engine::chunk::{cdc, compress};
 use cloud3_engine::ids::{ChunkId, FolderId, NodeId, ShortDeviceId};
 use cloud3_engine::time::WallTime;
 use cloud3_engine::tree::{FolderDoc, NodeKind};
-use cloud3_engine::wire::{AuthProof, ClientMessage, ServerMessage};
-use cloud3_tests::client::Client;
+use cloud3_engine::wire::{ClientMessage, ServerMessage};
+use cloud3_tests::client::{Client, enrol};
 use cloud3_tests::{Device, Proxy, Relay, binary, wait_until};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -154,10 +154,7 @@ fn setup(root: &Path) -> Result<Setup> {
     let a = Device::init(&root.join("a"), &relay, "bench", "--invite", &invite, "a")?;
     let code = a.pair(false)?;
     let b = Device::init(&root.join("b"), &relay, "bench", "--pair", &code, "b")?;
-    let proxy_a = Proxy::start(&relay.addr)?;
-    let proxy_b = Proxy::start(&relay.addr)?;
-    a.set_relay(&proxy_a.url)?;
-    b.set_relay(&proxy_b.url)?;
+    let (proxy_a, proxy_b) = (a.behind_proxy(&relay)?, b.behind_proxy(&relay)?);
     Ok(Setup {
         _relay: relay,
         a,
@@ -460,21 +457,6 @@ fn device_key(user: usize, device: usize) -> DeviceKey {
     DeviceKey::from_secret(secret)
 }
 
-fn enrol(code: &str, name: String) -> AuthProof {
-    AuthProof::Enrol {
-        code: code.to_owned(),
-        device_name: name,
-    }
-}
-
-fn pair_code(client: &mut Client) -> Result<String> {
-    client.send(&ClientMessage::PairRequest { read_only: false })?;
-    client.until(|m| match m {
-        ServerMessage::PairCode { code, .. } => Some(code.clone()),
-        _ => None,
-    })
-}
-
 /// `devices` authenticated connections of one user (the first enrolled by invite).
 fn devices_of(relay: &Relay, user: usize, devices: usize) -> Result<Vec<Client>> {
     let name = format!("user{user}");
@@ -483,15 +465,15 @@ fn devices_of(relay: &Relay, user: usize, devices: usize) -> Result<Vec<Client>>
         &relay.url,
         &device_key(user, 0),
         &name,
-        enrol(&invite, "d0".into()),
+        enrol(&invite, "d0"),
     )?];
     for device in 1..devices {
-        let code = pair_code(&mut clients[0])?;
+        let code = clients[0].pair_code(false)?;
         clients.push(Client::login(
             &relay.url,
             &device_key(user, device),
             &name,
-            enrol(&code, format!("d{device}")),
+            enrol(&code, &format!("d{device}")),
         )?);
     }
     Ok(clients)

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cloud3_tests::{Entry, Proxy, Relay, binary, wait_until};
+use cloud3_tests::{Entry, Relay, binary, wait_until};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -39,9 +39,7 @@ fn renaming_a_directory_of_1000_files_sends_almost_nothing() -> Result<()> {
     b.sync()?;
     assert_eq!(files(&b.tree()), 1000);
 
-    let (proxy_a, proxy_b) = (Proxy::start(&relay.addr)?, Proxy::start(&relay.addr)?);
-    a.set_relay(&proxy_a.url)?;
-    b.set_relay(&proxy_b.url)?;
+    let (proxy_a, proxy_b) = (a.behind_proxy(&relay)?, b.behind_proxy(&relay)?);
     std::fs::rename(a.dir.join("photos"), a.dir.join("pictures"))?;
     a.sync()?;
     b.sync()?;
@@ -72,9 +70,7 @@ fn a_copied_50_mib_file_is_not_uploaded_or_downloaded_again() -> Result<()> {
     a.sync()?;
     b.sync()?;
 
-    let (proxy_a, proxy_b) = (Proxy::start(&relay.addr)?, Proxy::start(&relay.addr)?);
-    a.set_relay(&proxy_a.url)?;
-    b.set_relay(&proxy_b.url)?;
+    let (proxy_a, proxy_b) = (a.behind_proxy(&relay)?, b.behind_proxy(&relay)?);
     std::fs::copy(a.dir.join("video.bin"), a.dir.join("video copy.bin"))?;
     a.sync()?;
     b.sync()?;
@@ -151,10 +147,9 @@ fn an_agent_killed_mid_download_converges_without_a_partial_file() -> Result<()>
     devices[0].sync()?;
 
     // Slow b's link so the kill lands mid-download.
-    let proxy = Proxy::start(&relay.addr)?;
-    proxy.set_delay(Duration::from_millis(20));
     let b = &mut devices[1];
-    b.set_relay(&proxy.url)?;
+    let proxy = b.behind_proxy(&relay)?;
+    proxy.set_delay(Duration::from_millis(20));
     b.start_daemon()?;
     wait_until(Duration::from_secs(60), "b downloading", || {
         proxy.bytes().1 > 4 << 20
@@ -181,9 +176,8 @@ fn a_relay_killed_mid_upload_loses_nothing_acknowledged() -> Result<()> {
     let big = random_bytes(9, 40 << 20);
     a.write("big.bin", &big);
 
-    let proxy = Proxy::start(&relay.addr)?;
+    let proxy = a.behind_proxy(&relay)?;
     proxy.set_delay(Duration::from_millis(20));
-    a.set_relay(&proxy.url)?;
     let mut upload = Command::new(binary("cloud3"))
         .args(["sync", "--dir"])
         .arg(&a.dir)

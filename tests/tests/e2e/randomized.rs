@@ -56,12 +56,10 @@ fn files_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 impl World {
     fn start(root: &Path) -> Result<World> {
         let (relay, devices) = crate::setup(root, DEVICES)?;
-        let mut proxies = Vec::new();
-        for device in &devices {
-            let proxy = Proxy::start(&relay.addr)?;
-            device.set_relay(&proxy.url)?;
-            proxies.push(proxy);
-        }
+        let proxies = devices
+            .iter()
+            .map(|device| device.behind_proxy(&relay))
+            .collect::<Result<Vec<_>>>()?;
         Ok(World {
             relay,
             devices,

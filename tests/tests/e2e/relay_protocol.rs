@@ -12,18 +12,11 @@ use cloud3_engine::tree::{FolderDoc, NodeKind};
 use cloud3_engine::wire::message::ChunkPiece;
 use cloud3_engine::wire::{AuthProof, ClientMessage, CloseCode, ServerMessage};
 use cloud3_tests::Relay;
-use cloud3_tests::client::{Client, Incoming};
+use cloud3_tests::client::{Client, Incoming, enrol};
 use tungstenite::Message;
 
 fn key(n: u8) -> DeviceKey {
     DeviceKey::from_secret([n; 32])
-}
-
-fn enrol(code: &str, name: &str) -> AuthProof {
-    AuthProof::Enrol {
-        code: code.to_owned(),
-        device_name: name.to_owned(),
-    }
 }
 
 /// A relay, an invite for `user`, and that user's first device logged in.
@@ -32,14 +25,6 @@ fn relay_with(user: &str, root: &std::path::Path) -> Result<(Relay, Client)> {
     let invite = relay.add_user(user)?;
     let first = Client::login(&relay.url, &key(1), user, enrol(&invite, "first"))?;
     Ok((relay, first))
-}
-
-fn pair_code(client: &mut Client, read_only: bool) -> Result<String> {
-    client.send(&ClientMessage::PairRequest { read_only })?;
-    client.until(|m| match m {
-        ServerMessage::PairCode { code, .. } => Some(code.clone()),
-        _ => None,
-    })
 }
 
 /// A small document change creating one file node.
@@ -70,6 +55,18 @@ fn chunk_put(raw: &[u8]) -> ClientMessage {
         encoded_len: encoded.bytes.len() as u32,
         offset: 0,
         data: encoded.bytes,
+    })
+}
+
+/// Sends [`one_change`] (actor 1) and returns the heads the relay acknowledges it with.
+fn commit_change(client: &mut Client, name: &str) -> Result<Vec<[u8; 32]>> {
+    client.send(&ClientMessage::DocChanges {
+        folder: FolderId::default_folder(),
+        changes: one_change(1, name),
+    })?;
+    client.until(|m| match m {
+        ServerMessage::DocHeads { heads, .. } if !heads.is_empty() => Some(heads.clone()),
+        _ => None,
     })
 }
 
@@ -111,21 +108,17 @@ fn missing(client: &mut Client, ids: Vec<ChunkId>) -> Result<Vec<ChunkId>> {
     })
 }
 
-fn refused_with(client: &mut Client) -> Result<Option<u16>> {
-    client.closed()
-}
-
 #[test]
 fn enrol_pair_sync_a_change_and_move_chunks_between_two_devices() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let (relay, mut first) = relay_with("alice", tmp.path())?;
-    let code = pair_code(&mut first, false)?;
+    let code = first.pair_code(false)?;
     let mut second = Client::login(&relay.url, &key(2), "alice", enrol(&code, "second"))?;
 
     // A used code is burnt.
     let mut third = Client::connect(&relay.url)?;
     third.hello(&key(3), "alice", enrol(&code, "third"))?;
-    assert_eq!(refused_with(&mut third)?, Some(CloseCode::BadAuth.code()));
+    assert_eq!(third.closed()?, Some(CloseCode::BadAuth.code()));
 
     // A change from the first device reaches the second at once (the pull hint).
     let folder = FolderId::default_folder();
@@ -162,12 +155,12 @@ fn wrong_codes_are_refused_and_burn_after_a_few_tries() -> Result<()> {
             "alice",
             enrol("ABCD-EFGH-JKMN", &format!("guess {attempt}")),
         )?;
-        assert_eq!(refused_with(&mut client)?, Some(CloseCode::BadAuth.code()));
+        assert_eq!(client.closed()?, Some(CloseCode::BadAuth.code()));
     }
     // After repeated wrong guesses the real invite no longer works either.
     let mut client = Client::connect(&relay.url)?;
     client.hello(&key(1), "alice", enrol(&invite, "laptop"))?;
-    assert_eq!(refused_with(&mut client)?, Some(CloseCode::BadAuth.code()));
+    assert_eq!(client.closed()?, Some(CloseCode::BadAuth.code()));
     Ok(())
 }
 
@@ -181,14 +174,7 @@ fn bob_can_never_reach_anything_of_alice() -> Result<()> {
     let secret = b"alice's private bytes".repeat(50);
     let id = put_chunk(&mut alice, &secret)?;
     let folder = FolderId::default_folder();
-    alice.send(&ClientMessage::DocChanges {
-        folder: folder.clone(),
-        changes: one_change(1, "alice-only"),
-    })?;
-    let alice_heads = alice.until(|m| match m {
-        ServerMessage::DocHeads { heads, .. } if !heads.is_empty() => Some(heads.clone()),
-        _ => None,
-    })?;
+    let alice_heads = commit_change(&mut alice, "alice-only")?;
 
     // Guessing the hash gets nothing, and the query does not reveal that someone has it.
     assert_eq!(get_chunk(&mut bob, id)?, None);
@@ -223,14 +209,14 @@ fn bob_can_never_reach_anything_of_alice() -> Result<()> {
     // Claiming alice's name with bob's key is refused.
     let mut claim = Client::connect(&relay.url)?;
     claim.hello(&key(20), "alice", AuthProof::Device)?;
-    assert_eq!(refused_with(&mut claim)?, Some(CloseCode::BadAuth.code()));
+    assert_eq!(claim.closed()?, Some(CloseCode::BadAuth.code()));
 
     // A captured handshake of alice's cannot be replayed: the nonce differs.
     let mut watched = Client::connect(&relay.url)?;
     let captured = watched.hello(&key(1), "alice", AuthProof::Device)?;
     let mut replay = Client::connect(&relay.url)?;
     replay.send(&ClientMessage::Hello(captured))?;
-    assert_eq!(refused_with(&mut replay)?, Some(CloseCode::BadAuth.code()));
+    assert_eq!(replay.closed()?, Some(CloseCode::BadAuth.code()));
     Ok(())
 }
 
@@ -238,7 +224,7 @@ fn bob_can_never_reach_anything_of_alice() -> Result<()> {
 fn a_revoked_device_is_cut_off_at_once_and_refused_afterwards() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let (relay, mut first) = relay_with("alice", tmp.path())?;
-    let code = pair_code(&mut first, false)?;
+    let code = first.pair_code(false)?;
     let mut second = Client::login(&relay.url, &key(2), "alice", enrol(&code, "stolen"))?;
     first.send(&ClientMessage::Revoke {
         device: key(2).device_id(),
@@ -247,7 +233,7 @@ fn a_revoked_device_is_cut_off_at_once_and_refused_afterwards() -> Result<()> {
     assert_eq!(second.closed()?, Some(CloseCode::Revoked.code()));
     let mut again = Client::connect(&relay.url)?;
     again.hello(&key(2), "alice", AuthProof::Device)?;
-    assert_eq!(refused_with(&mut again)?, Some(CloseCode::Revoked.code()));
+    assert_eq!(again.closed()?, Some(CloseCode::Revoked.code()));
     Ok(())
 }
 
@@ -258,14 +244,7 @@ fn a_relay_killed_with_sigkill_loses_nothing_it_acknowledged() -> Result<()> {
     let raw = b"acknowledged chunk".repeat(1000);
     let id = put_chunk(&mut first, &raw)?;
     let folder = FolderId::default_folder();
-    first.send(&ClientMessage::DocChanges {
-        folder: folder.clone(),
-        changes: one_change(1, "kept"),
-    })?;
-    let acked = first.until(|m| match m {
-        ServerMessage::DocHeads { heads, .. } if !heads.is_empty() => Some(heads.clone()),
-        _ => None,
-    })?;
+    let acked = commit_change(&mut first, "kept")?;
     relay.kill();
     let relay = Relay::start_on(&relay.data.clone(), &relay.addr.clone())?;
     let mut back = Client::login(&relay.url, &key(1), "alice", AuthProof::Device)?;
@@ -423,7 +402,7 @@ fn a_read_only_device_reads_but_every_write_is_refused() -> Result<()> {
     let (relay, mut first) = relay_with("alice", tmp.path())?;
     let raw = b"shared with the browser".repeat(10);
     let id = put_chunk(&mut first, &raw)?;
-    let code = pair_code(&mut first, true)?;
+    let code = first.pair_code(true)?;
     let mut viewer = Client::login(&relay.url, &key(7), "alice", enrol(&code, "browser"))?;
     assert_eq!(get_chunk(&mut viewer, id)?, Some(raw));
 
