@@ -116,19 +116,7 @@ impl MemDisk {
 
     /// Renames a path and everything under it.
     pub fn rename(&mut self, from: &str, to: &str) {
-        let prefix = format!("{from}/");
-        let moving: Vec<String> = self
-            .entries
-            .keys()
-            .filter(|p| *p == from || p.starts_with(&prefix))
-            .cloned()
-            .collect();
-        for path in moving {
-            if let Some(entry) = self.entries.remove(&path) {
-                self.entries
-                    .insert(format!("{to}{}", &path[from.len()..]), entry);
-            }
-        }
+        move_subtree(&mut self.entries, from, to);
     }
 
     /// What the user sees: everything but the agent's state directory.
@@ -210,19 +198,7 @@ impl MemDisk {
                 FileAction::Move { from, to, expect } => {
                     if self.unchanged(&from, &expect) && !self.entries.contains_key(&to) {
                         self.rename(&from, &to);
-                        let prefix = format!("{from}/");
-                        let moving: Vec<String> = self
-                            .index
-                            .keys()
-                            .filter(|p| **p == from || p.starts_with(&prefix))
-                            .cloned()
-                            .collect();
-                        for path in moving {
-                            if let Some(entry) = self.index.remove(&path) {
-                                self.index
-                                    .insert(format!("{to}{}", &path[from.len()..]), entry);
-                            }
-                        }
+                        move_subtree(&mut self.index, &from, &to);
                         true
                     } else {
                         false
@@ -314,4 +290,19 @@ pub fn is_state(path: &str) -> bool {
 /// The content hash of a small file's bytes (one chunk).
 pub fn content_hash(bytes: &[u8]) -> ChunkId {
     content_of(bytes, ShortDeviceId([0; 8]), WallTime(0)).hash()
+}
+
+/// Moves the entry at `from` and everything under it to `to`.
+fn move_subtree<V>(map: &mut BTreeMap<String, V>, from: &str, to: &str) {
+    let prefix = format!("{from}/");
+    let moving: Vec<String> = map
+        .keys()
+        .filter(|p| *p == from || p.starts_with(&prefix))
+        .cloned()
+        .collect();
+    for path in moving {
+        if let Some(value) = map.remove(&path) {
+            map.insert(format!("{to}{}", &path[from.len()..]), value);
+        }
+    }
 }
