@@ -385,10 +385,11 @@ impl Viewer {
 
     /// The bytes of an opened file (after its `file` event), every chunk verified.
     pub fn bytes(&self, key: &str) -> Result<Vec<u8>, JsError> {
+        let key: ChunkId = key.parse().map_err(error)?;
         let opening = self
             .opening
-            .values()
-            .find(|o| o.content.hash().to_hex() == key && o.ready)
+            .get(&key)
+            .filter(|o| o.ready)
             .ok_or_else(|| error("that file is not open yet"))?;
         if let ContentBody::Symlink(target) = &opening.content.body {
             return Ok(target.as_bytes().to_vec());
