@@ -8,12 +8,14 @@ pub mod derive;
 pub mod document;
 pub mod history;
 pub mod name;
+pub mod refs;
 
 pub use content::{Content, ContentBody, ContentError};
 pub use derive::{DerivedNode, DerivedTree};
 pub use document::{FolderDoc, NodeRecord};
 pub use history::Version;
 pub use name::{NameError, conflict_name, validate_name};
+pub use refs::BlobRefs;
 
 use crate::ids::{ChunkId, NodeId, ShortDeviceId};
 use crate::time::WallTime;

@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cloud3_engine::ids::{DeviceId, FolderId};
+use cloud3_engine::ids::{ChunkId, DeviceId, FolderId};
 use cloud3_engine::session::{DocOutgoing, FolderHub};
-use cloud3_engine::tree::FolderDoc;
+use cloud3_engine::tree::{BlobRefs, FolderDoc};
 use cloud3_engine::wire::{CloseCode, ServerMessage};
 use tokio::sync::mpsc;
 
@@ -74,13 +74,33 @@ impl Hub {
         let mut suffix = [0u8; 8];
         getrandom::fill(&mut suffix).map_err(|e| StoreError::Random(e.to_string()))?;
         actor.extend_from_slice(&suffix);
-        Ok(Hub {
+        let hub = Hub {
             store,
             metrics,
             users: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             actor,
-        })
+        };
+        hub.index_old_documents()?;
+        Ok(hub)
+    }
+
+    /// Indexes the blob references of documents stored before references were kept, so their
+    /// chunks stay downloadable. Runs once per folder, before the relay serves anyone.
+    fn index_old_documents(&self) -> Result<(), StoreError> {
+        for (user, folder) in self.store.unindexed_folders()? {
+            let (bytes, _) = self.store.load_doc(&user, &folder)?;
+            let refs = match FolderDoc::load(&bytes, &self.actor) {
+                Ok(mut doc) => self.expand(&user, &doc.blob_refs()),
+                Err(error) => {
+                    tracing::warn!(%user, %folder, %error, "cannot index a document");
+                    continue;
+                }
+            };
+            self.store.index_refs(&user, &folder, &refs)?;
+            tracing::info!(%user, %folder, blobs = refs.len(), "indexed blob references");
+        }
+        Ok(())
     }
 
     fn user(&self, user: &str) -> Arc<tokio::sync::Mutex<UserState>> {
@@ -163,6 +183,7 @@ impl Hub {
             None => return Ok(()),
         };
         let f = self.folder(state, user, folder, conn, device)?;
+        let refs = self.expand(user, &BlobRefs::of_changes(&changes));
         let out = f
             .hub
             .on_changes(&mut f.doc, conn, changes)
@@ -172,7 +193,7 @@ impl Hub {
             // Durable (and checked against revocation in the same transaction) before any
             // acknowledgement or fan-out leaves.
             self.store
-                .append_doc(user, &folder.0, Some(device), &increment)?;
+                .append_doc(user, &folder.0, Some(device), &increment, &refs)?;
             f.log_entries += 1;
             if f.log_entries > DOC_LOG_COMPACT_AT {
                 let snapshot = f.doc.save();
@@ -236,6 +257,20 @@ impl Hub {
                 ));
             }
         }
+    }
+
+    /// Blob references with the chunks of each referenced manifest the user stores (devices
+    /// upload a manifest before the change that names it).
+    fn expand(&self, user: &str, refs: &BlobRefs) -> Vec<ChunkId> {
+        let mut all: Vec<ChunkId> = refs.all().copied().collect();
+        for &manifest in &refs.manifests {
+            match self.store.manifest_chunks(user, manifest) {
+                Ok(chunks) => all.extend(chunks),
+                // Only downloads of that file suffer; the change itself is kept.
+                Err(error) => tracing::warn!(%user, %manifest, %error, "cannot read a manifest"),
+            }
+        }
+        all
     }
 
     /// The loaded folder, loading it (and registering `conn`) on first use.

@@ -13,12 +13,15 @@
 //! - `sync_heads`: (device, folder) → heads the device is known to have
 //! - `chunks`: (user, chunk id) → [`ChunkLocation`]
 //! - `usage`: user → stored chunk bytes
+//! - `refs`: (user, blob id) → () for every blob some version of the user's documents references
+//! - `refs_indexed`: (user, folder) → () once the folder's history is in `refs`
 //! - `meta`: `relay_id`
 
 pub mod accounts;
 pub mod chunks;
 pub mod docs;
 pub mod packs;
+pub mod refs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -44,6 +47,9 @@ pub(crate) const SYNC_HEADS: TableDefinition<(&[u8; 32], &str), &[u8]> =
     TableDefinition::new("sync_heads");
 pub(crate) const CHUNKS: TableDefinition<(&str, &[u8; 32]), &[u8]> = TableDefinition::new("chunks");
 pub(crate) const USAGE: TableDefinition<&str, u64> = TableDefinition::new("usage");
+pub(crate) const REFS: TableDefinition<(&str, &[u8; 32]), ()> = TableDefinition::new("refs");
+pub(crate) const REFS_INDEXED: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("refs_indexed");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// The relay's storage.
@@ -70,6 +76,8 @@ impl Store {
             txn.open_table(SYNC_HEADS).map_err(StoreError::db)?;
             txn.open_table(CHUNKS).map_err(StoreError::db)?;
             txn.open_table(USAGE).map_err(StoreError::db)?;
+            txn.open_table(REFS).map_err(StoreError::db)?;
+            txn.open_table(REFS_INDEXED).map_err(StoreError::db)?;
             let mut meta = txn.open_table(META).map_err(StoreError::db)?;
             if meta.get("relay_id").map_err(StoreError::db)?.is_none() {
                 let mut id = [0u8; 32];

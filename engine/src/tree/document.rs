@@ -476,7 +476,7 @@ impl FolderDoc {
             .collect()
     }
 
-    /// The change history: (hash, node objects touched with their "c" puts) for history.
+    /// Every change in the document's history.
     pub(crate) fn all_changes(&mut self) -> Vec<Change> {
         self.doc.get_changes(&[])
     }

@@ -12,8 +12,8 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CHUNKS, CODE_TRIES, CODES, DEVICE_LOG, DEVICES, DOC_LOG, SYNC_HEADS, Store, USAGE, USERS,
-    decode, encode,
+    CHUNKS, CODE_TRIES, CODES, DEVICE_LOG, DEVICES, DOC_LOG, REFS, REFS_INDEXED, SYNC_HEADS, Store,
+    USAGE, USERS, decode, encode,
 };
 use crate::error::StoreError;
 
@@ -213,6 +213,14 @@ impl Store {
             txn.open_table(USAGE)
                 .map_err(StoreError::db)?
                 .remove(name)
+                .map_err(StoreError::db)?;
+            txn.open_table(REFS)
+                .map_err(StoreError::db)?
+                .retain_in((name, &[0u8; 32])..=(name, &[0xffu8; 32]), |_, _| false)
+                .map_err(StoreError::db)?;
+            txn.open_table(REFS_INDEXED)
+                .map_err(StoreError::db)?
+                .retain(|(user, _), _| user != name)
                 .map_err(StoreError::db)?;
         }
         txn.commit().map_err(StoreError::db)?;

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use cloud3_engine::chunk;
+use cloud3_engine::chunk::{self, Manifest};
 use cloud3_engine::ids::{ChunkId, DeviceId};
 use cloud3_engine::wire::ChunkCodec;
 use redb::{ReadableDatabase, ReadableTable};
@@ -146,8 +146,33 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// A user's blob, verified against its id; `None` if the user does not store it.
+    /// A user's blob for a device, verified against its id; `None` unless the user stores it
+    /// and some version of the user's documents references it.
     pub fn get_chunk(&self, user: &str, id: ChunkId) -> Result<Option<StoredBlob>, StoreError> {
+        if !self.is_referenced(user, id)? {
+            return Ok(None);
+        }
+        Ok(self.read_blob(user, id)?.map(|(blob, _)| blob))
+    }
+
+    /// The chunks a stored manifest blob lists; empty if the user does not store `id` or it
+    /// is not a manifest.
+    pub fn manifest_chunks(&self, user: &str, id: ChunkId) -> Result<Vec<ChunkId>, StoreError> {
+        let Some((_, raw)) = self.read_blob(user, id)? else {
+            return Ok(Vec::new());
+        };
+        Ok(Manifest::decode(&raw)
+            .map(|m| m.entries.into_iter().map(|e| e.id).collect())
+            .unwrap_or_default())
+    }
+
+    /// A user's blob, verified against its id, with its raw bytes; `None` if the user does not
+    /// store it.
+    fn read_blob(
+        &self,
+        user: &str,
+        id: ChunkId,
+    ) -> Result<Option<(StoredBlob, Vec<u8>)>, StoreError> {
         let location: ChunkLocation = {
             let txn = self.db.begin_read().map_err(StoreError::db)?;
             let table = txn.open_table(CHUNKS).map_err(StoreError::db)?;
@@ -172,13 +197,14 @@ impl Store {
             ChunkCodec::Raw
         };
         // Storage is checked on every read: a damaged pack is reported, never served.
-        chunk::open(id, codec, &bytes, location.raw_len)
+        let raw = chunk::open(id, codec, &bytes, location.raw_len)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(Some(StoredBlob {
+        let blob = StoredBlob {
             codec,
             raw_len: location.raw_len,
             bytes,
-        }))
+        };
+        Ok(Some((blob, raw)))
     }
 
     /// Encoded bytes the user stores.

@@ -1,10 +1,11 @@
 //! Folder documents (an append log of Automerge saves per user and folder) and the heads each
 //! device is known to have.
 
-use cloud3_engine::ids::DeviceId;
+use cloud3_engine::ids::{ChunkId, DeviceId};
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::accounts::check_active;
+use super::refs::insert_refs;
 use super::{DOC_LOG, SYNC_HEADS, Store, decode, encode};
 use crate::error::StoreError;
 
@@ -30,19 +31,22 @@ impl Store {
     }
 
     /// Appends an incremental save, on behalf of `device` (checked active in the same
-    /// transaction) or of the relay itself. Durable when this returns.
+    /// transaction) or of the relay itself, with the blobs it references. Durable when this
+    /// returns.
     pub fn append_doc(
         &self,
         user: &str,
         folder: &str,
         device: Option<DeviceId>,
         bytes: &[u8],
+        refs: &[ChunkId],
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(StoreError::db)?;
         {
             if let Some(device) = device {
                 check_active(&txn, user, device)?;
             }
+            insert_refs(&txn, user, folder, refs)?;
             let mut log = txn.open_table(DOC_LOG).map_err(StoreError::db)?;
             let next = match log
                 .range((user, folder, 0)..=(user, folder, u64::MAX))

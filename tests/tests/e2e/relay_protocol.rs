@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use cloud3_engine::auth::DeviceKey;
-use cloud3_engine::chunk::compress;
+use cloud3_engine::chunk::{Manifest, ManifestEntry, compress};
 use cloud3_engine::ids::{ChunkId, FolderId, NodeId, ShortDeviceId};
 use cloud3_engine::time::WallTime;
-use cloud3_engine::tree::{FolderDoc, NodeKind};
+use cloud3_engine::tree::{Content, ContentBody, FolderDoc, NodeKind};
 use cloud3_engine::wire::message::ChunkPiece;
 use cloud3_engine::wire::{AuthProof, ClientMessage, CloseCode, ServerMessage};
 use cloud3_tests::Relay;
@@ -27,16 +27,45 @@ fn relay_with(user: &str, root: &std::path::Path) -> Result<(Relay, Client)> {
     Ok((relay, first))
 }
 
-/// A small document change creating one file node.
-fn one_change(actor: u8, name: &str) -> Vec<Vec<u8>> {
+/// The chunk list of a file made of `chunks`.
+fn manifest_of(chunks: &[&[u8]]) -> Manifest {
+    Manifest {
+        entries: chunks
+            .iter()
+            .map(|raw| ManifestEntry {
+                id: ChunkId::of(raw),
+                len: raw.len() as u32,
+            })
+            .collect(),
+    }
+}
+
+/// A small document change creating one node: a directory, or a file made of `chunks`.
+fn one_change(actor: u8, name: &str, chunks: &[&[u8]]) -> Vec<Vec<u8>> {
     let mut doc = FolderDoc::new(&[actor; 16]);
+    let manifest = manifest_of(chunks);
+    let content = Content {
+        size: manifest.size(),
+        mtime: WallTime(1),
+        written_at: WallTime(1),
+        author: ShortDeviceId([actor; 8]),
+        body: if manifest.is_inline() {
+            ContentBody::Inline(manifest)
+        } else {
+            ContentBody::Blob(manifest.content_hash())
+        },
+    };
+    let (kind, content) = match chunks {
+        [] => (NodeKind::Dir, None),
+        _ => (NodeKind::File, Some(content)),
+    };
     doc.create_node(
         NodeId([actor; 16]),
         NodeId::ROOT,
         name,
-        NodeKind::Dir,
+        kind,
         0o755,
-        None,
+        content,
         ShortDeviceId([actor; 8]),
         WallTime(1),
     )
@@ -59,10 +88,10 @@ fn chunk_put(raw: &[u8]) -> ClientMessage {
 }
 
 /// Sends [`one_change`] (actor 1) and returns the heads the relay acknowledges it with.
-fn commit_change(client: &mut Client, name: &str) -> Result<Vec<[u8; 32]>> {
+fn commit_change(client: &mut Client, name: &str, chunks: &[&[u8]]) -> Result<Vec<[u8; 32]>> {
     client.send(&ClientMessage::DocChanges {
         folder: FolderId::default_folder(),
-        changes: one_change(1, name),
+        changes: one_change(1, name, chunks),
     })?;
     client.until(|m| match m {
         ServerMessage::DocHeads { heads, .. } if !heads.is_empty() => Some(heads.clone()),
@@ -120,9 +149,17 @@ fn enrol_pair_sync_a_change_and_move_chunks_between_two_devices() -> Result<()> 
     third.hello(&key(3), "alice", enrol(&code, "third"))?;
     assert_eq!(third.closed()?, Some(CloseCode::BadAuth.code()));
 
-    // A change from the first device reaches the second at once (the pull hint).
+    // Chunks first: stored once, reported present.
+    let raw = b"a chunk of file bytes".repeat(100);
+    let id = ChunkId::of(&raw);
+    assert_eq!(missing(&mut first, vec![id])?, vec![id]);
+    put_chunk(&mut first, &raw)?;
+    assert!(missing(&mut first, vec![id])?.is_empty());
+
+    // Then the change naming them reaches the second device at once (the pull hint), which
+    // can now fetch the chunk.
     let folder = FolderId::default_folder();
-    let changes = one_change(1, "projects");
+    let changes = one_change(1, "projects", &[raw.as_slice()]);
     first.send(&ClientMessage::DocChanges {
         folder: folder.clone(),
         changes: changes.clone(),
@@ -132,13 +169,6 @@ fn enrol_pair_sync_a_change_and_move_chunks_between_two_devices() -> Result<()> 
         _ => None,
     })?;
     assert_eq!(pushed, changes);
-
-    // Chunks: stored once, reported present, served to the other device.
-    let raw = b"a chunk of file bytes".repeat(100);
-    let id = ChunkId::of(&raw);
-    assert_eq!(missing(&mut first, vec![id])?, vec![id]);
-    put_chunk(&mut first, &raw)?;
-    assert!(missing(&mut first, vec![id])?.is_empty());
     assert_eq!(get_chunk(&mut second, id)?, Some(raw));
     Ok(())
 }
@@ -174,7 +204,7 @@ fn bob_can_never_reach_anything_of_alice() -> Result<()> {
     let secret = b"alice's private bytes".repeat(50);
     let id = put_chunk(&mut alice, &secret)?;
     let folder = FolderId::default_folder();
-    let alice_heads = commit_change(&mut alice, "alice-only")?;
+    let alice_heads = commit_change(&mut alice, "alice-only", &[secret.as_slice()])?;
 
     // Guessing the hash gets nothing, and the query does not reveal that someone has it.
     assert_eq!(get_chunk(&mut bob, id)?, None);
@@ -244,7 +274,7 @@ fn a_relay_killed_with_sigkill_loses_nothing_it_acknowledged() -> Result<()> {
     let raw = b"acknowledged chunk".repeat(1000);
     let id = put_chunk(&mut first, &raw)?;
     let folder = FolderId::default_folder();
-    let acked = commit_change(&mut first, "kept")?;
+    let acked = commit_change(&mut first, "kept", &[raw.as_slice()])?;
     relay.kill();
     let relay = Relay::start_on(&relay.data.clone(), &relay.addr.clone())?;
     let mut back = Client::login(&relay.url, &key(1), "alice", AuthProof::Device)?;
@@ -352,7 +382,7 @@ fn malformed_input_is_refused_and_the_relay_keeps_serving() -> Result<()> {
     };
     alice.send(&ClientMessage::ChunkPut(piece.clone()))?;
     alice.until(|m| matches!(m, ServerMessage::Error { .. }).then_some(()))?;
-    assert_eq!(get_chunk(&mut alice, piece.id)?, None);
+    assert_eq!(missing(&mut alice, vec![piece.id])?, vec![piece.id]);
     // A zstd frame declaring a small size but inflating far beyond it.
     let zeros = vec![0u8; 32 << 20];
     piece.data = compress(&zeros).bytes;
@@ -362,7 +392,7 @@ fn malformed_input_is_refused_and_the_relay_keeps_serving() -> Result<()> {
     piece.id = ChunkId::of(&zeros[..1024]);
     alice.send(&ClientMessage::ChunkPut(piece.clone()))?;
     alice.until(|m| matches!(m, ServerMessage::Error { .. }).then_some(()))?;
-    assert_eq!(get_chunk(&mut alice, piece.id)?, None);
+    assert_eq!(missing(&mut alice, vec![piece.id])?, vec![piece.id]);
     still_serving(&relay)?;
 
     let health = std::net::TcpStream::connect(&relay.addr).is_ok();
@@ -402,6 +432,7 @@ fn a_read_only_device_reads_but_every_write_is_refused() -> Result<()> {
     let (relay, mut first) = relay_with("alice", tmp.path())?;
     let raw = b"shared with the browser".repeat(10);
     let id = put_chunk(&mut first, &raw)?;
+    commit_change(&mut first, "shared", &[raw.as_slice()])?;
     let code = first.pair_code(true)?;
     let mut viewer = Client::login(&relay.url, &key(7), "alice", enrol(&code, "browser"))?;
     assert_eq!(get_chunk(&mut viewer, id)?, Some(raw));
@@ -414,7 +445,7 @@ fn a_read_only_device_reads_but_every_write_is_refused() -> Result<()> {
     };
     viewer.send(&ClientMessage::DocChanges {
         folder: FolderId::default_folder(),
-        changes: one_change(7, "from-the-browser"),
+        changes: one_change(7, "from-the-browser", &[]),
     })?;
     assert_eq!(refused(&mut viewer)?, ErrorCode::ReadOnly);
     let own = b"browser bytes".to_vec();
@@ -433,5 +464,66 @@ fn a_read_only_device_reads_but_every_write_is_refused() -> Result<()> {
     );
     first.send(&ClientMessage::Ping(5))?;
     first.until(|m| matches!(m, ServerMessage::Pong(5)).then_some(()))?;
+    Ok(())
+}
+
+#[test]
+fn only_chunks_the_users_document_references_are_served() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (relay, mut first) = relay_with("alice", tmp.path())?;
+    let code = first.pair_code(false)?;
+    let mut second = Client::login(&relay.url, &key(2), "alice", enrol(&code, "second"))?;
+
+    // Stored but named by no change: the relay is not a blob store for anything else.
+    let stray = b"uploaded, never referenced".repeat(30);
+    let stray_id = put_chunk(&mut first, &stray)?;
+    assert!(missing(&mut first, vec![stray_id])?.is_empty());
+    assert_eq!(get_chunk(&mut second, stray_id)?, None);
+    assert_eq!(get_chunk(&mut first, stray_id)?, None);
+
+    // A large file: its chunks are listed in a manifest blob that the change names.
+    let pieces: Vec<Vec<u8>> = (0..6u8).map(|n| vec![n; 1000 + usize::from(n)]).collect();
+    let slices: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+    for piece in &pieces {
+        put_chunk(&mut first, piece)?;
+    }
+    let manifest = manifest_of(&slices);
+    assert!(!manifest.is_inline());
+    let manifest_id = put_chunk(&mut first, &manifest.encode())?;
+    assert_eq!(get_chunk(&mut second, ChunkId::of(&pieces[3]))?, None);
+    commit_change(&mut first, "large.bin", &slices)?;
+    assert_eq!(
+        get_chunk(&mut second, manifest_id)?,
+        Some(manifest.encode())
+    );
+    for piece in &pieces {
+        assert_eq!(
+            get_chunk(&mut second, ChunkId::of(piece))?,
+            Some(piece.clone())
+        );
+    }
+    assert_eq!(get_chunk(&mut second, stray_id)?, None);
+
+    // References survive a restart, and a database from before references were kept (the
+    // tables dropped while the relay is down) is indexed from its documents' history.
+    drop((first, second));
+    let mut relay = relay;
+    relay.kill();
+    let db = redb::Database::open(relay.data.join("relay.redb"))?;
+    let txn = db.begin_write()?;
+    let refs: redb::TableDefinition<(&str, &[u8; 32]), ()> = redb::TableDefinition::new("refs");
+    let indexed: redb::TableDefinition<(&str, &str), ()> =
+        redb::TableDefinition::new("refs_indexed");
+    assert!(txn.delete_table(refs)?);
+    assert!(txn.delete_table(indexed)?);
+    txn.commit()?;
+    drop(db);
+    let relay = Relay::start_on(&relay.data.clone(), &relay.addr.clone())?;
+    let mut back = Client::login(&relay.url, &key(2), "alice", AuthProof::Device)?;
+    assert_eq!(
+        get_chunk(&mut back, ChunkId::of(&pieces[5]))?,
+        Some(pieces[5].clone())
+    );
+    assert_eq!(get_chunk(&mut back, stray_id)?, None);
     Ok(())
 }

@@ -1,0 +1,148 @@
+//! Which blobs a document references: the chunk ids of inline chunk lists and the ids of manifest
+//! blobs, read from the "c" puts of its changes. The relay serves a device only blobs its user's
+//! document references (directly, or as a chunk listed in a referenced manifest blob); every
+//! version counts, so history stays restorable.
+
+use std::collections::BTreeSet;
+
+use automerge::legacy::{Key, OpType};
+use automerge::{Change, ScalarValue};
+
+use super::content::{Content, ContentBody};
+use super::document::FolderDoc;
+use crate::ids::ChunkId;
+
+/// Blob ids referenced by some content version.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlobRefs {
+    /// Chunks listed inline in the document.
+    pub chunks: BTreeSet<ChunkId>,
+    /// Manifest blobs (each lists further chunks).
+    pub manifests: BTreeSet<ChunkId>,
+}
+
+impl BlobRefs {
+    /// The references made by change bytes (as accepted by `FolderDoc::apply_changes`);
+    /// undecodable changes reference nothing.
+    pub fn of_changes(changes: &[Vec<u8>]) -> BlobRefs {
+        let mut refs = BlobRefs::default();
+        for bytes in changes {
+            if let Ok(change) = Change::from_bytes(bytes.clone()) {
+                refs.add_change(&change);
+            }
+        }
+        refs
+    }
+
+    /// Every blob id, chunks and manifests alike.
+    pub fn all(&self) -> impl Iterator<Item = &ChunkId> {
+        self.chunks.iter().chain(&self.manifests)
+    }
+
+    fn add_change(&mut self, change: &Change) {
+        for op in change.decode().operations {
+            let is_content = matches!(&op.key, Key::Map(key) if key == "c");
+            if let (true, OpType::Put(ScalarValue::Bytes(bytes))) = (is_content, &op.action)
+                && let Ok(content) = Content::decode(bytes)
+            {
+                match content.body {
+                    ContentBody::Inline(manifest) => {
+                        self.chunks.extend(manifest.entries.iter().map(|e| e.id));
+                    }
+                    ContentBody::Blob(id) => {
+                        self.manifests.insert(id);
+                    }
+                    ContentBody::Symlink(_) => {}
+                }
+            }
+        }
+    }
+}
+
+impl FolderDoc {
+    /// The blobs every version in the document's history references.
+    pub fn blob_refs(&mut self) -> BlobRefs {
+        let mut refs = BlobRefs::default();
+        for change in self.all_changes() {
+            refs.add_change(&change);
+        }
+        refs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::{Manifest, ManifestEntry};
+    use crate::ids::{NodeId, ShortDeviceId};
+    use crate::time::WallTime;
+    use crate::tree::NodeKind;
+
+    fn content(body: ContentBody) -> Content {
+        Content {
+            size: 1,
+            mtime: WallTime(1),
+            written_at: WallTime(1),
+            author: ShortDeviceId([1; 8]),
+            body,
+        }
+    }
+
+    fn inline(ids: &[u8]) -> ContentBody {
+        ContentBody::Inline(Manifest {
+            entries: ids
+                .iter()
+                .map(|&n| ManifestEntry {
+                    id: ChunkId([n; 32]),
+                    len: 1,
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn every_version_and_both_kinds_of_body_are_referenced() {
+        let mut doc = FolderDoc::new(&[1; 16]);
+        let file = NodeId([1; 16]);
+        let author = ShortDeviceId([1; 8]);
+        doc.create_node(
+            file,
+            NodeId::ROOT,
+            "a",
+            NodeKind::File,
+            0o644,
+            Some(content(inline(&[1, 2]))),
+            author,
+            WallTime(1),
+        )
+        .unwrap();
+        doc.commit(WallTime(1));
+        let first = doc.changes_since(&[]);
+        doc.set_content(file, content(ContentBody::Blob(ChunkId([9; 32]))))
+            .unwrap();
+        doc.create_node(
+            NodeId([2; 16]),
+            NodeId::ROOT,
+            "link",
+            NodeKind::Symlink,
+            0o777,
+            Some(content(ContentBody::Symlink("a".into()))),
+            author,
+            WallTime(2),
+        )
+        .unwrap();
+        doc.commit(WallTime(2));
+
+        let refs = doc.blob_refs();
+        assert_eq!(
+            refs.chunks,
+            [ChunkId([1; 32]), ChunkId([2; 32])].into_iter().collect()
+        );
+        assert_eq!(refs.manifests, [ChunkId([9; 32])].into_iter().collect());
+        // The first change alone references only the first version.
+        let early = BlobRefs::of_changes(&first);
+        assert_eq!(early.chunks, refs.chunks);
+        assert!(early.manifests.is_empty());
+        assert_eq!(BlobRefs::of_changes(&[vec![1, 2, 3]]), BlobRefs::default());
+    }
+}

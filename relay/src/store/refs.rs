@@ -1,0 +1,63 @@
+//! Which blobs each user's documents reference. A device is served only those: a chunk that
+//! no version of the user's folders names (an upload whose change never came, a guessed id) is
+//! never handed out.
+
+use cloud3_engine::ids::ChunkId;
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+
+use super::{DOC_LOG, REFS, REFS_INDEXED, Store};
+use crate::error::StoreError;
+
+impl Store {
+    /// Whether some version of the user's documents references `id`.
+    pub fn is_referenced(&self, user: &str, id: ChunkId) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let table = txn.open_table(REFS).map_err(StoreError::db)?;
+        Ok(table.get((user, &id.0)).map_err(StoreError::db)?.is_some())
+    }
+
+    /// Stored folders whose history is not in the references yet (stored by a relay that did
+    /// not keep them).
+    pub fn unindexed_folders(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let log = txn.open_table(DOC_LOG).map_err(StoreError::db)?;
+        let indexed = txn.open_table(REFS_INDEXED).map_err(StoreError::db)?;
+        let mut folders: Vec<(String, String)> = Vec::new();
+        for row in log.iter().map_err(StoreError::db)? {
+            let (key, _) = row.map_err(StoreError::db)?;
+            let (user, folder, _) = key.value();
+            if folders.last() != Some(&(user.to_owned(), folder.to_owned()))
+                && indexed
+                    .get((user, folder))
+                    .map_err(StoreError::db)?
+                    .is_none()
+            {
+                folders.push((user.to_owned(), folder.to_owned()));
+            }
+        }
+        Ok(folders)
+    }
+
+    /// Records the references of `folder`'s whole history.
+    pub fn index_refs(&self, user: &str, folder: &str, refs: &[ChunkId]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        insert_refs(&txn, user, folder, refs)?;
+        txn.commit().map_err(StoreError::db)
+    }
+}
+
+/// Adds references made by a change to `folder` inside a write transaction.
+pub(crate) fn insert_refs(
+    txn: &WriteTransaction,
+    user: &str,
+    folder: &str,
+    refs: &[ChunkId],
+) -> Result<(), StoreError> {
+    let mut table = txn.open_table(REFS).map_err(StoreError::db)?;
+    for id in refs {
+        table.insert((user, &id.0), ()).map_err(StoreError::db)?;
+    }
+    let mut indexed = txn.open_table(REFS_INDEXED).map_err(StoreError::db)?;
+    indexed.insert((user, folder), ()).map_err(StoreError::db)?;
+    Ok(())
+}
