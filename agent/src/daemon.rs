@@ -197,6 +197,10 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
             Err(error) => {
                 tracing::warn!(%error, "connection lost, reconnecting");
                 status.last_error = Some(error.to_string());
+                if syncer.doc.is_broken() {
+                    drop(session);
+                    syncer = syncer.reload()?;
+                }
             }
         }
     }

@@ -411,6 +411,15 @@ impl Syncer {
         self.commit_batch(Batch::default(), false)
     }
 
+    /// A fresh copy of what is stored, for when the in-memory document broke on a change
+    /// Automerge could not apply ([`FolderDoc::is_broken`]).
+    pub fn reload(self) -> Result<Syncer, AgentError> {
+        let (root, config, device) = (self.root.clone(), self.config.clone(), self.device);
+        // The database is closed before it is opened again.
+        drop(self);
+        Syncer::open(&root, config, device)
+    }
+
     /// The manifest of a content, if known locally without the network.
     pub fn manifest_of(&self, content: &Content) -> Option<Manifest> {
         match &content.body {

@@ -13,6 +13,8 @@
 
 pub mod auth;
 pub mod chunk;
+#[cfg(feature = "test-support")]
+pub mod fuzz;
 pub mod ids;
 pub mod materialise;
 pub mod scan;

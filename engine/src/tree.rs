@@ -76,6 +76,10 @@ pub enum TreeError {
     /// Automerge refused an operation.
     #[error("automerge: {0}")]
     Automerge(String),
+    /// Automerge failed inside while applying a peer's changes: the changes are refused and the
+    /// in-memory document must be reloaded from storage ([`FolderDoc::is_broken`]).
+    #[error("automerge failed on this change; the document must be reloaded")]
+    Broken,
 }
 
 /// A deletion: who, when, and which content it saw (none for directories).

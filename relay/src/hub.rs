@@ -183,11 +183,18 @@ impl Hub {
             None => return Ok(()),
         };
         let f = self.folder(state, user, folder, conn, device)?;
+        let out = match f.hub.on_changes(&mut f.doc, conn, changes.clone()) {
+            Ok(out) => out,
+            Err(error) => {
+                if f.doc.is_broken() {
+                    // Everything applied before is stored: the next use reloads it.
+                    tracing::warn!(%user, folder = %folder.0, "document reloaded after a hostile change");
+                    state.folders.remove(&folder.0);
+                }
+                return Err(HubError::Refused(error.to_string()));
+            }
+        };
         let refs = self.expand(user, &BlobRefs::of_changes(&changes));
-        let out = f
-            .hub
-            .on_changes(&mut f.doc, conn, changes)
-            .map_err(|e| HubError::Refused(e.to_string()))?;
         let increment = f.doc.save_incremental();
         if !increment.is_empty() {
             // Durable (and checked against revocation in the same transaction) before any

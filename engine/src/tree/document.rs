@@ -64,6 +64,7 @@ pub struct FolderDoc {
     nodes: ObjId,
     devices: ObjId,
     saved_heads: Vec<ChangeHash>,
+    broken: bool,
 }
 
 impl std::fmt::Debug for FolderDoc {
@@ -96,6 +97,7 @@ impl FolderDoc {
             nodes,
             devices,
             saved_heads,
+            broken: false,
         }
     }
 
@@ -118,6 +120,7 @@ impl FolderDoc {
             nodes,
             devices,
             saved_heads,
+            broken: false,
         })
     }
 
@@ -333,8 +336,26 @@ impl FolderDoc {
             parsed.push(Change::from_bytes(bytes).map_err(|e| TreeError::Change(e.to_string()))?);
         }
         let hashes = parsed.iter().map(|c| c.hash().0).collect();
-        self.doc.apply_changes(parsed).map_err(am)?;
+        // Automerge unwraps on some malformed (checksummed, hence deliberate) changes. The panic
+        // is contained so a hostile device cannot take the relay down; what Automerge had
+        // half-applied cannot be trusted, so the owner reloads the document from storage.
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.doc.apply_changes(parsed)
+        }));
+        match applied {
+            Ok(result) => result.map_err(am)?,
+            Err(_) => {
+                self.broken = true;
+                return Err(TreeError::Broken);
+            }
+        }
         Ok(hashes)
+    }
+
+    /// Whether applying changes failed inside Automerge: the document must not be used or saved
+    /// again; reload it from what was stored.
+    pub fn is_broken(&self) -> bool {
+        self.broken
     }
 
     /// Everything, compacted.

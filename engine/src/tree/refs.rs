@@ -22,7 +22,7 @@ pub struct BlobRefs {
 }
 
 impl BlobRefs {
-    /// The references made by change bytes (as accepted by `FolderDoc::apply_changes`);
+    /// The references made by change bytes, once `FolderDoc::apply_changes` accepted them;
     /// undecodable changes reference nothing.
     pub fn of_changes(changes: &[Vec<u8>]) -> BlobRefs {
         let mut refs = BlobRefs::default();
@@ -40,7 +40,14 @@ impl BlobRefs {
     }
 
     fn add_change(&mut self, change: &Change) {
-        for op in change.decode().operations {
+        // Automerge's decoder unwraps on malformed actor indices; changes given here were
+        // accepted by `FolderDoc::apply_changes` first, and anything else counts as no change.
+        let Ok(expanded) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode()))
+        else {
+            return;
+        };
+        for op in expanded.operations {
             let is_content = matches!(&op.key, Key::Map(key) if key == "c");
             if let (true, OpType::Put(ScalarValue::Bytes(bytes))) = (is_content, &op.action)
                 && let Ok(content) = Content::decode(bytes)

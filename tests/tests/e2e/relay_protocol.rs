@@ -527,3 +527,70 @@ fn only_chunks_the_users_document_references_are_served() -> Result<()> {
     assert_eq!(get_chunk(&mut back, stray_id)?, None);
     Ok(())
 }
+
+/// A change with a valid checksum that makes Automerge fail inside (found by mangling a real
+/// change until a fresh document reports itself broken).
+fn change_that_breaks_automerge() -> Vec<u8> {
+    let real = one_change(4, "real", &[b"bytes".as_slice()]).remove(0);
+    let body = cloud3_engine::fuzz::change_body(&real);
+    for i in 0..body.len() {
+        for byte in [0u8, 1, 2, 3, 0x7f, 0x80, 0xff] {
+            let mut mangled = body.to_vec();
+            mangled[i] = byte;
+            let change = cloud3_engine::fuzz::change_chunk(&mangled);
+            let mut doc = FolderDoc::new(&[8; 16]);
+            if doc.apply_changes(vec![change.clone()]).is_err() && doc.is_broken() {
+                return change;
+            }
+        }
+    }
+    panic!("no mangled change broke automerge");
+}
+
+#[test]
+fn a_change_that_breaks_automerge_is_refused_and_nothing_is_lost() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (relay, mut first) = relay_with("alice", tmp.path())?;
+    let before = commit_change(&mut first, "before", &[])?;
+
+    first.send(&ClientMessage::DocChanges {
+        folder: FolderId::default_folder(),
+        changes: vec![change_that_breaks_automerge()],
+    })?;
+    let refused = first.until(|m| match m {
+        ServerMessage::Error { message, .. } => Some(message.clone()),
+        _ => None,
+    })?;
+    assert!(refused.contains("refused"), "{refused}");
+
+    // The relay still serves, its copy of the document holds what came before, and it takes
+    // new changes.
+    let mut other = Client::login(&relay.url, &key(1), "alice", AuthProof::Device)?;
+    other.send(&ClientMessage::DocHeads {
+        folder: FolderId::default_folder(),
+        heads: Vec::new(),
+    })?;
+    let changes = other.until(|m| match m {
+        ServerMessage::DocChanges { changes, .. } => Some(changes.clone()),
+        _ => None,
+    })?;
+    let mut doc = FolderDoc::new(&[6; 16]);
+    doc.apply_changes(changes)?;
+    assert!(before.iter().all(|h| doc.has_change(h)));
+    assert!(doc.find_path("before").is_some());
+    let after = one_change(9, "after", &[]);
+    let new_head = *FolderDoc::new(&[7; 16])
+        .apply_changes(after.clone())?
+        .last()
+        .expect("one change at least");
+    other.send(&ClientMessage::DocChanges {
+        folder: FolderId::default_folder(),
+        changes: after,
+    })?;
+    other.until(|m| match m {
+        ServerMessage::DocHeads { heads, .. } if heads.contains(&new_head) => Some(()),
+        _ => None,
+    })?;
+    still_serving(&relay)?;
+    Ok(())
+}
