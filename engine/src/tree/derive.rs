@@ -14,7 +14,10 @@
 //! 5. Two live nodes with one name in a directory: real nodes before conflict copies, then the
 //!    smaller id keeps the name; each other one gets a conflict name (made unique if needed).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// Faster than SipHash on the hot node-id maps, still randomly seeded.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::content::Content;
 use super::document::{FolderDoc, NodeRecord};
@@ -313,7 +316,7 @@ impl DerivedTree {
     }
 
     /// The tree as scan and materialise take it.
-    pub fn remote_entries(&self) -> HashMap<NodeId, RemoteEntry> {
+    pub fn remote_entries(&self) -> std::collections::HashMap<NodeId, RemoteEntry> {
         self.iter()
             .map(|(path, n)| {
                 (

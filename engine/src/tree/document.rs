@@ -14,8 +14,6 @@
 //! the same node id concurrently (a conflict copy), every write goes into every object at that
 //! key and reads merge them, so nothing written into a losing object is lost.
 
-use std::collections::{BTreeMap, HashMap};
-
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, AutoCommit, Change, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, Value};
 
@@ -27,6 +25,9 @@ use crate::ids::{NodeId, ShortDeviceId};
 use crate::session::{ChangeHash as Hash, SyncDoc, SyncDocError};
 use crate::time::WallTime;
 
+/// A field's values: almost always exactly one, kept inline.
+pub type Values<T> = smallvec::SmallVec<[T; 1]>;
+
 /// Every value each field of a node has (several when devices wrote concurrently), in
 /// Automerge's order, which every replica shares.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,21 +35,21 @@ pub struct NodeRecord {
     /// The node.
     pub id: NodeId,
     /// "p" values.
-    pub parents: Vec<NodeId>,
+    pub parents: Values<NodeId>,
     /// "n" values.
-    pub names: Vec<String>,
+    pub names: Values<String>,
     /// "k" values.
-    pub kinds: Vec<NodeKind>,
+    pub kinds: Values<NodeKind>,
     /// "m" values.
-    pub modes: Vec<u32>,
+    pub modes: Values<u32>,
     /// "c" values, decoded (undecodable ones are skipped).
-    pub contents: Vec<Content>,
+    pub contents: Values<Content>,
     /// "a" values.
-    pub creators: Vec<ShortDeviceId>,
+    pub creators: Values<ShortDeviceId>,
     /// "t" values.
-    pub created: Vec<WallTime>,
+    pub created: Values<WallTime>,
     /// "d" values.
-    pub tombstones: Vec<Tombstone>,
+    pub tombstones: Values<Tombstone>,
 }
 
 impl NodeRecord {
@@ -430,10 +431,13 @@ impl FolderDoc {
     /// One sequential pass over the whole document: reading node by node costs a seek into
     /// Automerge's columns per object (10 µs a node, seconds at 100k nodes).
     pub fn records(&self) -> Vec<NodeRecord> {
-        let mut node_of: HashMap<ObjId, NodeId> = HashMap::new();
+        use foldhash::HashMapExt;
+        let mut node_of: foldhash::HashMap<ObjId, NodeId> = foldhash::HashMap::new();
         let mut conflicted: Vec<NodeId> = Vec::new();
-        // Fields absorbed per object as they stream by; the node ids are attached at the end.
-        let mut partial: HashMap<ObjId, NodeRecord> = HashMap::new();
+        // Fields absorbed per object as they stream by (an object's keys come together); the
+        // node ids are attached at the end.
+        let mut partial: foldhash::HashMap<ObjId, NodeRecord> = foldhash::HashMap::new();
+        let mut current: Option<(std::sync::Arc<ObjId>, NodeRecord)> = None;
         for entry in self.doc.iter() {
             let automerge::iter::DocItem::Map(item) = entry.item else {
                 continue;
@@ -451,47 +455,51 @@ impl FolderDoc {
                 }
                 continue;
             }
-            let values = self.values(&entry.obj, &item.key, item.conflict, item.value);
-            let record = match partial.get_mut(entry.obj.as_ref()) {
-                Some(record) => record,
-                None => partial.entry((*entry.obj).clone()).or_default(),
+            let same = current.as_ref().is_some_and(|(object, _)| {
+                std::sync::Arc::ptr_eq(object, &entry.obj) || **object == *entry.obj
+            });
+            if !same
+                && let Some((object, record)) =
+                    current.replace((entry.obj.clone(), NodeRecord::default()))
+            {
+                partial.entry((*object).clone()).or_default().merge(record);
+            }
+            let Some((object, record)) = current.as_mut() else {
+                continue;
             };
-            for value in values {
+            if item.conflict {
+                for value in self.values(object, &item.key) {
+                    record.absorb(&item.key, &value);
+                }
+            } else if let automerge::ValueRef::Scalar(value) = &item.value {
                 record.absorb(&item.key, value);
             }
         }
-        let mut records: BTreeMap<NodeId, NodeRecord> = BTreeMap::new();
+        if let Some((object, record)) = current {
+            partial.entry((*object).clone()).or_default().merge(record);
+        }
+        let mut records: Vec<NodeRecord> = Vec::with_capacity(node_of.len() + conflicted.len());
         for (object, id) in node_of {
             let mut record = partial.remove(&object).unwrap_or_default();
             record.id = id;
-            records.insert(id, record);
+            records.push(record);
         }
         for id in conflicted {
-            records.insert(id, self.read_record(id, &self.objects(id)));
+            records.push(self.read_record(id, &self.objects(id)));
         }
-        records.into_values().collect()
+        // A conflicted key is never also in `node_of`: ids are unique.
+        records.sort_unstable_by_key(|r| r.id);
+        records
     }
 
-    /// The scalar values at `key` of `object`: the one in hand, or all of them on a conflict.
-    fn values(
-        &self,
-        object: &ObjId,
-        key: &str,
-        conflict: bool,
-        value: automerge::ValueRef<'_>,
-    ) -> Vec<automerge::ScalarValue> {
-        if !conflict {
-            return match Value::from(value) {
-                Value::Scalar(s) => vec![s.into_owned()],
-                Value::Object(_) => Vec::new(),
-            };
-        }
+    /// Every scalar value at `key` of `object` (several after concurrent writes).
+    fn values(&self, object: &ObjId, key: &str) -> Vec<automerge::ScalarValueRef<'static>> {
         self.doc
             .get_all(object, key)
             .unwrap_or_default()
             .into_iter()
             .filter_map(|(value, _)| match value {
-                Value::Scalar(s) => Some(s.into_owned()),
+                Value::Scalar(s) => Some(s.into_owned().into()),
                 Value::Object(_) => None,
             })
             .collect()
@@ -566,8 +574,8 @@ impl FolderDoc {
         };
         for object in objects {
             for item in self.doc.map_range(object, ..) {
-                for value in self.values(object, &item.key, item.conflict, item.value) {
-                    record.absorb(&item.key, value);
+                for value in self.values(object, &item.key) {
+                    record.absorb(&item.key, &value);
                 }
             }
         }
@@ -575,45 +583,65 @@ impl FolderDoc {
     }
 }
 
+fn push<T: PartialEq>(values: &mut Values<T>, value: T) {
+    if !values.contains(&value) {
+        values.push(value);
+    }
+}
+
 impl NodeRecord {
-    fn absorb(&mut self, key: &str, value: automerge::ScalarValue) {
-        use automerge::ScalarValue as S;
-        fn push<T: PartialEq>(values: &mut Vec<T>, value: T) {
-            if !values.contains(&value) {
-                values.push(value);
-            }
-        }
+    fn absorb(&mut self, key: &str, value: &automerge::ScalarValueRef<'_>) {
+        use automerge::ScalarValueRef as S;
         match (key, value) {
             ("p", S::Bytes(bytes)) => {
-                if let Ok(id) = <[u8; 16]>::try_from(bytes.as_slice()) {
+                if let Ok(id) = <[u8; 16]>::try_from(bytes.as_ref()) {
                     push(&mut self.parents, NodeId(id));
                 }
             }
-            ("n", S::Str(name)) => push(&mut self.names, name.to_string()),
+            ("n", S::Str(name)) if !self.names.iter().any(|n| n == name.as_ref()) => {
+                self.names.push(name.to_string());
+            }
             ("k", S::Uint(code)) => {
-                if let Some(kind) = u8::try_from(code).ok().and_then(NodeKind::from_code) {
+                if let Some(kind) = u8::try_from(*code).ok().and_then(NodeKind::from_code) {
                     push(&mut self.kinds, kind);
                 }
             }
             ("m", S::Uint(mode)) => push(&mut self.modes, (mode & 0o7777) as u32),
             ("c", S::Bytes(bytes)) => {
-                if let Ok(content) = Content::decode(&bytes) {
+                if let Ok(content) = Content::decode(bytes) {
                     push(&mut self.contents, content);
                 }
             }
             ("a", S::Bytes(bytes)) => {
-                if let Ok(short) = <[u8; 8]>::try_from(bytes.as_slice()) {
+                if let Ok(short) = <[u8; 8]>::try_from(bytes.as_ref()) {
                     push(&mut self.creators, ShortDeviceId(short));
                 }
             }
-            ("t", S::Int(ms)) => push(&mut self.created, WallTime(ms)),
+            ("t", S::Int(ms)) => push(&mut self.created, WallTime(*ms)),
             ("d", S::Bytes(bytes)) => {
-                if let Some(tombstone) = Tombstone::decode(&bytes) {
+                if let Some(tombstone) = Tombstone::decode(bytes) {
                     push(&mut self.tombstones, tombstone);
                 }
             }
             _ => {}
         }
+    }
+
+    /// Adds the values of `other` (fields of the same object read in two runs).
+    fn merge(&mut self, other: NodeRecord) {
+        fn all<T: PartialEq>(values: &mut Values<T>, more: Values<T>) {
+            for value in more {
+                push(values, value);
+            }
+        }
+        all(&mut self.parents, other.parents);
+        all(&mut self.names, other.names);
+        all(&mut self.kinds, other.kinds);
+        all(&mut self.modes, other.modes);
+        all(&mut self.contents, other.contents);
+        all(&mut self.creators, other.creators);
+        all(&mut self.created, other.created);
+        all(&mut self.tombstones, other.tombstones);
     }
 }
 
