@@ -22,6 +22,7 @@ use cloud3_engine::tree::{Content, ContentBody, NodeKind};
 
 use crate::db::{Batch, IndexEntry};
 use crate::error::AgentError;
+use crate::nofollow;
 use crate::syncer::{Syncer, chunk_list, kind_byte, now_ns};
 use crate::transfer::Link;
 use crate::walk::{self, Stat};
@@ -64,7 +65,7 @@ pub async fn apply(
             }),
             other => {
                 let mut batch = Batch::default();
-                if perform(syncer, &other, &mut batch)? {
+                if skip_unsafe(perform(syncer, &other, &mut batch))?.unwrap_or(false) {
                     applied.done += 1;
                 } else {
                     applied.skipped += 1;
@@ -265,12 +266,18 @@ async fn write_files(
     for (idx, (write, temp)) in group.iter().zip(temps).enumerate() {
         let manifest = &manifests[idx];
         let installed = match (&write.content.body, temp, manifest) {
-            (ContentBody::Symlink(target), _, _) => install_symlink(syncer, write, target)?,
+            (ContentBody::Symlink(target), _, _) => {
+                skip_unsafe(install_symlink(syncer, write, target))?.flatten()
+            }
             (_, Some((temp_path, file)), Some(manifest)) if !failed.contains(&idx) => {
                 file.sync_all()
                     .map_err(|e| AgentError::io("fsync", &temp_path, e))?;
                 drop(file);
-                install_file(syncer, write, &temp_path, manifest)?
+                let installed = skip_unsafe(install_file(syncer, write, &temp_path, manifest))?;
+                if installed.is_none() {
+                    let _ = fs::remove_file(&temp_path);
+                }
+                installed.flatten()
             }
             (_, Some((temp_path, _)), _) => {
                 let _ = fs::remove_file(&temp_path);
@@ -322,8 +329,7 @@ fn install_file(
         // Keep the replaced bytes: a hard link into the trash, then an atomic rename over.
         let _ = fs::hard_link(&target, trash_path(syncer, &write.path));
     }
-    fs::rename(temp_path, &target).map_err(|e| AgentError::io("rename", &target, e))?;
-    sync_parent(&target);
+    nofollow::rename_into(&syncer.root, temp_path, &write.path)?;
     let Some(stat) = walk::stat(&syncer.root, &write.path) else {
         return Ok(None);
     };
@@ -354,7 +360,7 @@ fn install_symlink(
     if write.replaces.is_some() {
         let _ = fs::rename(&target, trash_path(syncer, &write.path));
     }
-    fs::rename(&temp_path, &target).map_err(|e| AgentError::io("rename", &target, e))?;
+    nofollow::rename_into(&syncer.root, &temp_path, &write.path)?;
     let Some(stat) = walk::stat(&syncer.root, &write.path) else {
         return Ok(None);
     };
@@ -454,10 +460,24 @@ fn trash_path(syncer: &Syncer, path: &str) -> PathBuf {
         .join(format!("{}-{name}", now_ns()))
 }
 
+/// An action refused by [`safe_path`] or [`nofollow::rename_into`] is skipped with a warning (`None`), not an error: the
+/// next scan records what the folder now holds (a directory swapped for a symlink, say) and the
+/// plan is made again from it.
+fn skip_unsafe<T>(result: Result<T, AgentError>) -> Result<Option<T>, AgentError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(error @ (AgentError::UnsafePath(_) | AgentError::ParentChanged(_))) => {
+            tracing::warn!(%error, "skipped");
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// `root/relative`, refusing anything that could leave the folder: absolute paths, `..`, and
 /// parents that are symlinks or not directories.
 pub fn safe_path(root: &Path, relative: &str) -> Result<PathBuf, AgentError> {
-    let refuse = || AgentError::Protocol(format!("refusing unsafe path {relative:?}"));
+    let refuse = || AgentError::UnsafePath(relative.to_owned());
     let rel = Path::new(relative);
     if relative.is_empty() || relative.contains('\0') {
         return Err(refuse());
@@ -478,12 +498,4 @@ pub fn safe_path(root: &Path, relative: &str) -> Result<PathBuf, AgentError> {
         }
     }
     Ok(current)
-}
-
-fn sync_parent(path: &Path) {
-    if let Some(parent) = path.parent()
-        && let Ok(dir) = File::open(parent)
-    {
-        let _ = dir.sync_all();
-    }
 }

@@ -67,6 +67,13 @@ pub enum AgentError {
     /// The connection broke or the relay broke the protocol.
     #[error("connection to the relay failed: {0}")]
     Protocol(String),
+    /// A path that could leave the folder (absolute, `..`, or through a parent that is a
+    /// symlink or not a directory); the action is skipped.
+    #[error("refusing unsafe path {0:?}: it could leave the folder")]
+    UnsafePath(String),
+    /// A parent directory vanished while the action ran; the next scan sees what happened.
+    #[error("the folder changed under {0:?} meanwhile; skipped until the next scan")]
+    ParentChanged(String),
     /// The local database failed.
     #[error("local database {}: {message}", path.display())]
     Database {

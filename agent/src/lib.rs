@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod hasher;
 pub mod logging;
+pub mod nofollow;
 pub mod session;
 pub mod state;
 pub mod status;

@@ -66,6 +66,8 @@ pub struct Syncer {
     pending_done: Vec<ChunkId>,
     /// Manifest blobs known locally (created here or fetched).
     pub manifests: HashMap<ChunkId, Manifest>,
+    /// Tree warnings already logged.
+    warned: HashSet<String>,
     db: LocalDb,
 }
 
@@ -103,6 +105,7 @@ impl Syncer {
             pending_added: Vec::new(),
             pending_done: Vec::new(),
             manifests: HashMap::new(),
+            warned: HashSet::new(),
             db,
         })
     }
@@ -112,9 +115,16 @@ impl Syncer {
         self.device.short()
     }
 
-    /// The document's tree as scan and materialise see it.
+    /// The document's tree as scan and materialise see it. Nodes the tree skips (invalid names
+    /// from a hostile or broken peer) are logged once each.
     pub fn remote(&mut self) -> HashMap<NodeId, RemoteEntry> {
-        self.doc.derive().remote_entries()
+        let tree = self.doc.derive();
+        for warning in tree.warnings() {
+            if self.warned.insert(warning.clone()) {
+                tracing::warn!("{warning}");
+            }
+        }
+        tree.remote_entries()
     }
 
     /// The index as scan and materialise see it.

@@ -523,8 +523,8 @@ impl FolderDoc {
     }
 
     /// Writes a name without validation, as a hostile peer could.
-    #[cfg(test)]
-    pub(crate) fn force_name_for_test(&mut self, id: NodeId, name: &str) {
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn force_name_for_test(&mut self, id: NodeId, name: &str) {
         let objects = self.objects(id);
         self.put_all(&objects, "n", name.into())
             .expect("node exists");

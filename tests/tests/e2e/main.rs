@@ -2,6 +2,7 @@
 
 mod agent_faults;
 mod agent_sync;
+mod bad_input;
 mod randomized;
 mod relay_protocol;
 

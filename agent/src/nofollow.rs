@@ -1,0 +1,86 @@
+//! Putting a file in place without ever following a symlink: the parent directory is opened one
+//! component at a time with `O_NOFOLLOW`, and the temp file is renamed into that open directory.
+//! A directory swapped for a symlink at any moment (even between a check and the rename) makes
+//! the open fail instead of sending the file wherever the link points.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use rustix::fs::{CWD, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::error::AgentError;
+
+/// Renames the file at `from` to `relative` inside `root`, through parents opened without
+/// following symlinks, then makes the rename durable.
+pub fn rename_into(root: &Path, from: &Path, relative: &str) -> Result<(), AgentError> {
+    let (parent, name) = open_parent(root, relative)?;
+    rustix::fs::renameat(CWD, from, &parent, name)
+        .map_err(|e| AgentError::io("rename", &root.join(relative), e.into()))?;
+    // The rename is durable once its directory is.
+    let _ = rustix::fs::fsync(&parent);
+    Ok(())
+}
+
+/// The directory that holds `relative`, and the last component's name.
+fn open_parent<'a>(root: &Path, relative: &'a str) -> Result<(OwnedFd, &'a str), AgentError> {
+    let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
+    let refuse = |errno: Errno| match errno {
+        // A symlink or a file where a directory should be.
+        Errno::LOOP | Errno::NOTDIR => AgentError::UnsafePath(relative.to_owned()),
+        Errno::NOENT => AgentError::ParentChanged(relative.to_owned()),
+        other => AgentError::io("open", &root.join(relative), other.into()),
+    };
+    let (dirs, name) = relative
+        .rsplit_once('/')
+        .map_or(("", relative), |(dirs, name)| (dirs, name));
+    let mut dir = rustix::fs::open(root, flags, Mode::empty()).map_err(refuse)?;
+    for component in dirs.split('/').filter(|c| !c.is_empty()) {
+        if component == "." || component == ".." {
+            return Err(AgentError::UnsafePath(relative.to_owned()));
+        }
+        dir = rustix::fs::openat(&dir, component, flags, Mode::empty()).map_err(refuse)?;
+    }
+    Ok((dir, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_goes_into_a_real_directory_and_never_through_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(root.join("real/sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        std::fs::write(root.join("plain"), "a file").unwrap();
+        let temp = |n: &str| {
+            let path = tmp.path().join(n);
+            std::fs::write(&path, n).unwrap();
+            path
+        };
+
+        rename_into(&root, &temp("one"), "real/sub/one.txt").unwrap();
+        assert_eq!(
+            std::fs::read(root.join("real/sub/one.txt")).unwrap(),
+            b"one"
+        );
+        rename_into(&root, &temp("top"), "top.txt").unwrap();
+        assert_eq!(std::fs::read(root.join("top.txt")).unwrap(), b"top");
+
+        for (name, path) in [("two", "link/two.txt"), ("three", "plain/three.txt")] {
+            assert!(matches!(
+                rename_into(&root, &temp(name), path),
+                Err(AgentError::UnsafePath(_))
+            ));
+        }
+        assert!(matches!(
+            rename_into(&root, &temp("four"), "gone/four.txt"),
+            Err(AgentError::ParentChanged(_))
+        ));
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    }
+}
