@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+// mimalloc returns freed memory to the system where glibc's heap kept it: a 100k-file sync
+// peaked at 2x its live heap with glibc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     cloud3_agent::logging::init();
     let cli = cloud3_agent::cli::Cli::parse();

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cloud3_engine::chunk::{Manifest, ManifestEntry};
@@ -43,6 +44,9 @@ pub enum BlobSource {
     Bytes(Vec<u8>),
 }
 
+/// The derived tree as scan and materialise take it, shared while the document is unchanged.
+pub type Remote = Arc<HashMap<NodeId, RemoteEntry>>;
+
 /// The sync state of one folder.
 pub struct Syncer {
     /// The folder's root.
@@ -68,6 +72,8 @@ pub struct Syncer {
     pub manifests: HashMap<ChunkId, Manifest>,
     /// Tree warnings already logged.
     warned: HashSet<String>,
+    /// The last derived tree and the heads it was derived at.
+    remote_cache: Option<(Vec<[u8; 32]>, Remote)>,
     db: LocalDb,
 }
 
@@ -106,6 +112,7 @@ impl Syncer {
             pending_done: Vec::new(),
             manifests: HashMap::new(),
             warned: HashSet::new(),
+            remote_cache: None,
             db,
         })
     }
@@ -115,16 +122,27 @@ impl Syncer {
         self.device.short()
     }
 
-    /// The document's tree as scan and materialise see it. Nodes the tree skips (invalid names
-    /// from a hostile or broken peer) are logged once each.
-    pub fn remote(&mut self) -> HashMap<NodeId, RemoteEntry> {
+    /// The document's tree as scan and materialise see it, derived once per document version
+    /// (a sync scans and plans several times over an unchanged document). Nodes the tree skips
+    /// (invalid names from a hostile or broken peer) are logged once each.
+    pub fn remote(&mut self) -> Remote {
+        // Reading the heads would commit pending operations: only a committed document is
+        // looked up or cached.
+        let heads = (!self.doc.has_uncommitted()).then(|| self.doc.heads());
+        if let (Some(heads), Some((cached, tree))) = (&heads, &self.remote_cache)
+            && heads == cached
+        {
+            return tree.clone();
+        }
         let tree = self.doc.derive();
         for warning in tree.warnings() {
             if self.warned.insert(warning.clone()) {
                 tracing::warn!("{warning}");
             }
         }
-        tree.remote_entries()
+        let remote = Arc::new(tree.into_remote_entries());
+        self.remote_cache = heads.map(|heads| (heads, remote.clone()));
+        remote
     }
 
     /// The index as scan and materialise see it.
@@ -309,6 +327,7 @@ impl Syncer {
         }
         batch.doc_append = self.doc.save_incremental();
         if self.db.doc_log_is_long()? {
+            tracing::debug!("folding the document log into one snapshot");
             batch.doc_snapshot = self.doc.save();
         }
         for id in self.pending_added.drain(..) {

@@ -263,7 +263,7 @@ impl World {
         let device = &mut self.devices[idx];
         let disk_view = device.disk.scan_view(device.short, now);
         let known = device.disk.known();
-        let remote = device.doc.derive().remote_entries();
+        let remote = device.doc.derive().into_remote_entries();
         let scanner = Scanner {
             device_name: &device.name,
             now,
@@ -354,7 +354,7 @@ impl World {
     fn materialise(&mut self, idx: usize) {
         self.scan(idx);
         let device = &mut self.devices[idx];
-        let remote = device.doc.derive().remote_entries();
+        let remote = device.doc.derive().into_remote_entries();
         let plan = materialise::plan(&remote, &device.disk.known());
         if self.trace && !plan.is_empty() {
             eprintln!("dev{idx} materialise: {plan:?}");
@@ -533,7 +533,7 @@ impl World {
                 return Err(self.fail(format!("device {idx} derives another tree")));
             }
             let derived: Vec<String> = tree
-                .remote_entries()
+                .into_remote_entries()
                 .into_values()
                 .map(|e| e.path)
                 .collect();

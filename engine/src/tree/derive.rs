@@ -315,20 +315,21 @@ impl DerivedTree {
             .collect()
     }
 
-    /// The tree as scan and materialise take it.
-    pub fn remote_entries(&self) -> std::collections::HashMap<NodeId, RemoteEntry> {
-        self.iter()
-            .map(|(path, n)| {
-                (
-                    n.id,
-                    RemoteEntry {
-                        parent: n.parent,
-                        path: path.to_owned(),
-                        kind: n.kind,
-                        mode: n.mode,
-                        content: n.content.clone(),
-                    },
-                )
+    /// The tree as scan and materialise take it (moving paths and contents, not copying them).
+    pub fn into_remote_entries(self) -> std::collections::HashMap<NodeId, RemoteEntry> {
+        let mut path_of = self.path_of;
+        self.nodes
+            .into_values()
+            .filter_map(|n| {
+                let path = path_of.remove(&n.id)?;
+                let entry = RemoteEntry {
+                    parent: n.parent,
+                    path,
+                    kind: n.kind,
+                    mode: n.mode,
+                    content: n.content,
+                };
+                Some((n.id, entry))
             })
             .collect()
     }

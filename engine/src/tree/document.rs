@@ -306,7 +306,12 @@ impl FolderDoc {
             .map(|h| h.0)
     }
 
-    /// Current heads.
+    /// Whether operations were made since the last commit (reading the heads would commit them).
+    pub fn has_uncommitted(&self) -> bool {
+        self.doc.pending_ops() > 0
+    }
+
+    /// The current heads (commits pending operations first).
     pub fn heads(&mut self) -> Vec<Hash> {
         self.doc.get_heads().into_iter().map(|h| h.0).collect()
     }
