@@ -22,9 +22,10 @@ pub mod chunks;
 pub mod docs;
 pub mod packs;
 pub mod refs;
+mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,7 @@ pub use chunks::ChunkLocation;
 
 use crate::error::StoreError;
 use packs::Packs;
+use writer::Writer;
 
 pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 pub(crate) const DEVICES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("devices");
@@ -54,7 +56,8 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 
 /// The relay's storage.
 pub struct Store {
-    pub(crate) db: Database,
+    pub(crate) db: Arc<Database>,
+    writer: Writer,
     pub(crate) packs: Mutex<Packs>,
     data: PathBuf,
 }
@@ -87,11 +90,22 @@ impl Store {
             }
         }
         txn.commit().map_err(StoreError::db)?;
+        let db = Arc::new(db);
         Ok(Store {
+            writer: Writer::start(db.clone())?,
             db,
             packs: Mutex::new(Packs::open(&data.join("packs"))?),
             data: data.to_owned(),
         })
+    }
+
+    /// Runs `job` in the writer thread's next transaction, committed together with whatever
+    /// else is queued; returns once it is durable.
+    pub(crate) fn write<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.writer.write(job)
     }
 
     /// The data directory.

@@ -109,20 +109,11 @@ impl Store {
             .lock()
             .map_err(|_| StoreError::Corrupt("pack lock poisoned".into()))?
             .append_all(user, &bytes)?;
-        let txn = self.db.begin_write().map_err(StoreError::db)?;
-        {
-            check_active(&txn, user, device)?;
-            let mut table = txn.open_table(CHUNKS).map_err(StoreError::db)?;
-            let mut added = 0u64;
-            for (&n, span) in accepted.iter().zip(&spans) {
+        let located: Vec<(ChunkId, ChunkLocation)> = accepted
+            .iter()
+            .zip(&spans)
+            .map(|(&n, span)| {
                 let blob = &blobs[n];
-                if table
-                    .get((user, &blob.id.0))
-                    .map_err(StoreError::db)?
-                    .is_some()
-                {
-                    continue;
-                }
                 let location = ChunkLocation {
                     pack: span.pack,
                     offset: span.offset,
@@ -130,10 +121,24 @@ impl Store {
                     zstd: blob.codec == ChunkCodec::Zstd,
                     raw_len: blob.raw_len,
                 };
+                (blob.id, location)
+            })
+            .collect();
+        let user = user.to_owned();
+        self.write(move |txn| {
+            check_active(txn, &user, device)?;
+            let user = user.as_str();
+            let mut table = txn.open_table(CHUNKS).map_err(StoreError::db)?;
+            let mut added = 0u64;
+            for (id, location) in &located {
+                // Another connection may have stored it meanwhile.
+                if table.get((user, &id.0)).map_err(StoreError::db)?.is_some() {
+                    continue;
+                }
                 table
-                    .insert((user, &blob.id.0), encode(&location)?.as_slice())
+                    .insert((user, &id.0), encode(location)?.as_slice())
                     .map_err(StoreError::db)?;
-                added += u64::from(span.len);
+                added += u64::from(location.len);
             }
             let mut usage = txn.open_table(USAGE).map_err(StoreError::db)?;
             let before = usage
@@ -141,8 +146,8 @@ impl Store {
                 .map_err(StoreError::db)?
                 .map_or(0, |v| v.value());
             usage.insert(user, before + added).map_err(StoreError::db)?;
-        }
-        txn.commit().map_err(StoreError::db)?;
+            Ok(())
+        })?;
         Ok(outcomes)
     }
 

@@ -41,13 +41,19 @@ impl Store {
         bytes: &[u8],
         refs: &[ChunkId],
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(StoreError::db)?;
-        {
+        let (user, folder, bytes, refs) = (
+            user.to_owned(),
+            folder.to_owned(),
+            bytes.to_vec(),
+            refs.to_vec(),
+        );
+        self.write(move |txn| {
             if let Some(device) = device {
-                check_active(&txn, user, device)?;
+                check_active(txn, &user, device)?;
             }
-            insert_refs(&txn, user, folder, refs)?;
+            insert_refs(txn, &user, &folder, &refs)?;
             let mut log = txn.open_table(DOC_LOG).map_err(StoreError::db)?;
+            let (user, folder) = (user.as_str(), folder.as_str());
             let next = match log
                 .range((user, folder, 0)..=(user, folder, u64::MAX))
                 .map_err(StoreError::db)?
@@ -56,23 +62,24 @@ impl Store {
                 Some(row) => row.map_err(StoreError::db)?.0.value().2 + 1,
                 None => 0,
             };
-            log.insert((user, folder, next), bytes)
+            log.insert((user, folder, next), bytes.as_slice())
                 .map_err(StoreError::db)?;
-        }
-        txn.commit().map_err(StoreError::db)
+            Ok(())
+        })
     }
 
     /// Replaces the log with one snapshot.
     pub fn compact_doc(&self, user: &str, folder: &str, snapshot: &[u8]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(StoreError::db)?;
-        {
+        let (user, folder, snapshot) = (user.to_owned(), folder.to_owned(), snapshot.to_vec());
+        self.write(move |txn| {
             let mut log = txn.open_table(DOC_LOG).map_err(StoreError::db)?;
+            let (user, folder) = (user.as_str(), folder.as_str());
             log.retain_in((user, folder, 0)..=(user, folder, u64::MAX), |_, _| false)
                 .map_err(StoreError::db)?;
-            log.insert((user, folder, 0), snapshot)
+            log.insert((user, folder, 0), snapshot.as_slice())
                 .map_err(StoreError::db)?;
-        }
-        txn.commit().map_err(StoreError::db)
+            Ok(())
+        })
     }
 
     /// The heads `device` was known to have for `folder`.
@@ -92,13 +99,13 @@ impl Store {
         folder: &str,
         heads: &[[u8; 32]],
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(StoreError::db)?;
-        {
+        let (folder, heads) = (folder.to_owned(), encode(&heads.to_vec())?);
+        self.write(move |txn| {
             let mut table = txn.open_table(SYNC_HEADS).map_err(StoreError::db)?;
             table
-                .insert((&device.0, folder), encode(&heads.to_vec())?.as_slice())
+                .insert((&device.0, folder.as_str()), heads.as_slice())
                 .map_err(StoreError::db)?;
-        }
-        txn.commit().map_err(StoreError::db)
+            Ok(())
+        })
     }
 }

@@ -40,9 +40,8 @@ impl Store {
 
     /// Records the references of `folder`'s whole history.
     pub fn index_refs(&self, user: &str, folder: &str, refs: &[ChunkId]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(StoreError::db)?;
-        insert_refs(&txn, user, folder, refs)?;
-        txn.commit().map_err(StoreError::db)
+        let (user, folder, refs) = (user.to_owned(), folder.to_owned(), refs.to_vec());
+        self.write(move |txn| insert_refs(txn, &user, &folder, &refs))
     }
 }
 
