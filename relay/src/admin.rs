@@ -91,20 +91,20 @@ async fn execute(relay: &Relay, request: AdminRequest) -> AdminAnswer {
             let removed = {
                 let name = name.clone();
                 tokio::task::spawn_blocking(move || {
-                    run_request(&store, AdminRequest::RemoveUser { name })
+                    run_request(store.as_ref(), AdminRequest::RemoveUser { name })
                 })
                 .await
             };
             relay.hub.forget_user(&name).await;
             removed
         }
-        other => tokio::task::spawn_blocking(move || run_request(&store, other)).await,
+        other => tokio::task::spawn_blocking(move || run_request(store.as_ref(), other)).await,
     };
     result.unwrap_or_else(|_| failure("admin task failed".into()))
 }
 
 /// Runs a request directly against the storage (the relay is not running, or from the socket).
-pub fn run_request(store: &crate::store::Store, request: AdminRequest) -> AdminAnswer {
+pub fn run_request(store: &dyn crate::store::Storage, request: AdminRequest) -> AdminAnswer {
     let result = match request {
         AdminRequest::AddUser { name } => store.add_user(&name, wall_now()).map(|code| {
             vec![

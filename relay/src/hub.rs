@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::error::StoreError;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::Storage;
 use crate::store::docs::DOC_LOG_COMPACT_AT;
 
 /// A connection's id, unique for the process's lifetime.
@@ -60,7 +60,7 @@ pub enum HubError {
 
 /// All users' live state.
 pub struct Hub {
-    store: Arc<Store>,
+    store: Arc<dyn Storage>,
     metrics: Arc<Metrics>,
     users: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UserState>>>>,
     next_conn: AtomicU64,
@@ -69,7 +69,7 @@ pub struct Hub {
 
 impl Hub {
     /// A hub over `store`.
-    pub fn new(store: Arc<Store>, metrics: Arc<Metrics>) -> Result<Hub, StoreError> {
+    pub fn new(store: Arc<dyn Storage>, metrics: Arc<Metrics>) -> Result<Hub, StoreError> {
         let mut actor = store.relay_id()?[..16].to_vec();
         let mut suffix = [0u8; 8];
         getrandom::fill(&mut suffix).map_err(|e| StoreError::Random(e.to_string()))?;

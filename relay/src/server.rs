@@ -20,12 +20,12 @@ use tower_http::services::ServeDir;
 use crate::hub::Hub;
 use crate::limits::{Gate, Limits};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::Storage;
 
 /// Everything a connection needs.
 pub struct Relay {
     /// Storage.
-    pub store: Arc<Store>,
+    pub store: Arc<dyn Storage>,
     /// Live per-user state.
     pub hub: Hub,
     /// Limits and rate limiters.
@@ -38,7 +38,10 @@ pub struct Relay {
 
 impl Relay {
     /// A relay over `store` with `limits`.
-    pub fn new(store: Arc<Store>, limits: Limits) -> Result<Arc<Relay>, crate::error::StoreError> {
+    pub fn new(
+        store: Arc<dyn Storage>,
+        limits: Limits,
+    ) -> Result<Arc<Relay>, crate::error::StoreError> {
         let metrics = Arc::new(Metrics::default());
         Ok(Arc::new(Relay {
             relay_id: store.relay_id()?,

@@ -30,8 +30,11 @@ use std::sync::{Arc, Mutex};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+pub use accounts::Accounts;
 pub use accounts::{AuthOutcome, CodeKind, CodeRecord, DeviceEvent, DeviceRecord, UserRecord};
-pub use chunks::ChunkLocation;
+pub use chunks::{ChunkLocation, Chunks};
+pub use docs::Documents;
+pub use refs::References;
 
 use crate::error::StoreError;
 use packs::Packs;
@@ -107,14 +110,25 @@ impl Store {
     ) -> Result<T, StoreError> {
         self.writer.write(job)
     }
+}
 
-    /// The data directory.
-    pub fn data_dir(&self) -> &Path {
+/// Everything the relay stores, behind one trait so another backend (shared/DESIGN.md section
+/// 11: object storage for chunks, PostgreSQL for the rest) can replace the embedded one. Every
+/// method that touches a user's data takes that user.
+pub trait Storage: Accounts + Documents + Chunks + References + Send + Sync {
+    /// The data directory (the admin socket lives there).
+    fn data_dir(&self) -> &Path;
+
+    /// This relay's identity, bound into every device signature.
+    fn relay_id(&self) -> Result<[u8; 32], StoreError>;
+}
+
+impl Storage for Store {
+    fn data_dir(&self) -> &Path {
         &self.data
     }
 
-    /// This relay's identity, bound into every device signature.
-    pub fn relay_id(&self) -> Result<[u8; 32], StoreError> {
+    fn relay_id(&self) -> Result<[u8; 32], StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::db)?;
         let meta = txn.open_table(META).map_err(StoreError::db)?;
         let value = meta

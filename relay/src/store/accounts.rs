@@ -125,9 +125,61 @@ pub fn validate_user_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
-impl Store {
+/// Users, devices and one-time codes.
+pub trait Accounts {
     /// Creates a user; returns its one-time invite code.
-    pub fn add_user(&self, name: &str, now: WallTime) -> Result<OneTimeCode, StoreError> {
+    fn add_user(&self, name: &str, now: WallTime) -> Result<OneTimeCode, StoreError>;
+
+    /// All users, by name.
+    fn list_users(&self) -> Result<Vec<(String, UserRecord)>, StoreError>;
+
+    /// Removes a user and everything of theirs (devices, codes, documents, chunks).
+    fn remove_user(&self, name: &str) -> Result<Vec<DeviceId>, StoreError>;
+
+    /// Enrols `device` into `user` with a code. Wrong codes count towards burning all of the
+    /// user's codes.
+    fn enrol(
+        &self,
+        user: &str,
+        code: &str,
+        device: DeviceId,
+        name: &str,
+        now: WallTime,
+    ) -> Result<Result<bool, String>, StoreError>;
+
+    /// Whether `device` may log in as `user`.
+    fn authenticate(&self, user: &str, device: DeviceId) -> Result<AuthOutcome, StoreError>;
+
+    /// A device's record.
+    fn device(&self, device: DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
+
+    /// A new pairing code for `user`, asked for by `by`.
+    fn issue_pairing_code(
+        &self,
+        user: &str,
+        by: DeviceId,
+        read_only: bool,
+        now: WallTime,
+    ) -> Result<(OneTimeCode, WallTime), StoreError>;
+
+    /// The user's devices (online flags are the caller's to fill).
+    fn list_devices(&self, user: &str) -> Result<Vec<DeviceInfo>, StoreError>;
+
+    /// Revokes `target` (a device of the same user), on behalf of `by`.
+    fn revoke(
+        &self,
+        user: &str,
+        by: DeviceId,
+        target: DeviceId,
+        now: WallTime,
+    ) -> Result<(), StoreError>;
+
+    /// The user's device log, oldest first.
+    fn device_log(&self, user: &str) -> Result<Vec<DeviceEvent>, StoreError>;
+}
+
+impl Accounts for Store {
+    fn add_user(&self, name: &str, now: WallTime) -> Result<OneTimeCode, StoreError> {
         validate_user_name(name)?;
         let code = new_code()?;
         let txn = self.db.begin_write().map_err(StoreError::db)?;
@@ -153,8 +205,7 @@ impl Store {
         Ok(code)
     }
 
-    /// All users, by name.
-    pub fn list_users(&self) -> Result<Vec<(String, UserRecord)>, StoreError> {
+    fn list_users(&self) -> Result<Vec<(String, UserRecord)>, StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::db)?;
         let users = txn.open_table(USERS).map_err(StoreError::db)?;
         let mut list = Vec::new();
@@ -165,8 +216,7 @@ impl Store {
         Ok(list)
     }
 
-    /// Removes a user and everything of theirs (devices, codes, documents, chunks).
-    pub fn remove_user(&self, name: &str) -> Result<Vec<DeviceId>, StoreError> {
+    fn remove_user(&self, name: &str) -> Result<Vec<DeviceId>, StoreError> {
         let txn = self.db.begin_write().map_err(StoreError::db)?;
         let mut removed = Vec::new();
         {
@@ -232,9 +282,7 @@ impl Store {
         Ok(removed)
     }
 
-    /// Enrols `device` into `user` with a code. Wrong codes count towards burning all of the
-    /// user's codes.
-    pub fn enrol(
+    fn enrol(
         &self,
         user: &str,
         code: &str,
@@ -314,34 +362,7 @@ impl Store {
         Ok(Ok(read_only))
     }
 
-    fn wrong_try(&self, user: &str) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(StoreError::db)?;
-        {
-            let mut tries = txn.open_table(CODE_TRIES).map_err(StoreError::db)?;
-            let count = tries
-                .get(user)
-                .map_err(StoreError::db)?
-                .map_or(0, |v| v.value())
-                + 1;
-            if count >= MAX_WRONG_TRIES {
-                tries.remove(user).map_err(StoreError::db)?;
-                let mut codes = txn.open_table(CODES).map_err(StoreError::db)?;
-                codes
-                    .retain(|_, v| decode::<CodeRecord>(v).map_or(true, |c| c.user != user))
-                    .map_err(StoreError::db)?;
-                tracing::warn!(
-                    user,
-                    "3 wrong codes: every outstanding code of this user is burnt"
-                );
-            } else {
-                tries.insert(user, count).map_err(StoreError::db)?;
-            }
-        }
-        txn.commit().map_err(StoreError::db)
-    }
-
-    /// Whether `device` may log in as `user`.
-    pub fn authenticate(&self, user: &str, device: DeviceId) -> Result<AuthOutcome, StoreError> {
+    fn authenticate(&self, user: &str, device: DeviceId) -> Result<AuthOutcome, StoreError> {
         match self.device(device)? {
             Some(record) if record.user != user => Ok(AuthOutcome::Unknown),
             Some(record) if record.revoked.is_some() => Ok(AuthOutcome::Revoked),
@@ -352,8 +373,7 @@ impl Store {
         }
     }
 
-    /// A device's record.
-    pub fn device(&self, device: DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+    fn device(&self, device: DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::db)?;
         let devices = txn.open_table(DEVICES).map_err(StoreError::db)?;
         match devices.get(&device.0).map_err(StoreError::db)? {
@@ -362,8 +382,7 @@ impl Store {
         }
     }
 
-    /// A new pairing code for `user`, asked for by `by`.
-    pub fn issue_pairing_code(
+    fn issue_pairing_code(
         &self,
         user: &str,
         by: DeviceId,
@@ -392,8 +411,7 @@ impl Store {
         Ok((code, expires))
     }
 
-    /// The user's devices (online flags are the caller's to fill).
-    pub fn list_devices(&self, user: &str) -> Result<Vec<DeviceInfo>, StoreError> {
+    fn list_devices(&self, user: &str) -> Result<Vec<DeviceInfo>, StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::db)?;
         let devices = txn.open_table(DEVICES).map_err(StoreError::db)?;
         let mut list = Vec::new();
@@ -416,8 +434,7 @@ impl Store {
         Ok(list)
     }
 
-    /// Revokes `target` (a device of the same user), on behalf of `by`.
-    pub fn revoke(
+    fn revoke(
         &self,
         user: &str,
         by: DeviceId,
@@ -455,8 +472,7 @@ impl Store {
         txn.commit().map_err(StoreError::db)
     }
 
-    /// The user's device log, oldest first.
-    pub fn device_log(&self, user: &str) -> Result<Vec<DeviceEvent>, StoreError> {
+    fn device_log(&self, user: &str) -> Result<Vec<DeviceEvent>, StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::db)?;
         let log = txn.open_table(DEVICE_LOG).map_err(StoreError::db)?;
         let mut events = Vec::new();
@@ -468,6 +484,34 @@ impl Store {
             events.push(decode(value.value())?);
         }
         Ok(events)
+    }
+}
+
+impl Store {
+    fn wrong_try(&self, user: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        {
+            let mut tries = txn.open_table(CODE_TRIES).map_err(StoreError::db)?;
+            let count = tries
+                .get(user)
+                .map_err(StoreError::db)?
+                .map_or(0, |v| v.value())
+                + 1;
+            if count >= MAX_WRONG_TRIES {
+                tries.remove(user).map_err(StoreError::db)?;
+                let mut codes = txn.open_table(CODES).map_err(StoreError::db)?;
+                codes
+                    .retain(|_, v| decode::<CodeRecord>(v).map_or(true, |c| c.user != user))
+                    .map_err(StoreError::db)?;
+                tracing::warn!(
+                    user,
+                    "3 wrong codes: every outstanding code of this user is burnt"
+                );
+            } else {
+                tries.insert(user, count).map_err(StoreError::db)?;
+            }
+        }
+        txn.commit().map_err(StoreError::db)
     }
 }
 

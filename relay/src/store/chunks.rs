@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::check_active;
 use super::packs::PackSpan;
+use super::refs::References;
 use super::{CHUNKS, Store, USAGE, decode, encode};
 use crate::error::StoreError;
 
@@ -52,9 +53,39 @@ pub struct StoredBlob {
     pub bytes: Vec<u8>,
 }
 
-impl Store {
+/// Each user's blobs.
+pub trait Chunks {
     /// Which of `ids` the user does not store.
-    pub fn missing_chunks(&self, user: &str, ids: &[ChunkId]) -> Result<Vec<ChunkId>, StoreError> {
+    fn missing_chunks(&self, user: &str, ids: &[ChunkId]) -> Result<Vec<ChunkId>, StoreError>;
+
+    /// Verifies and stores blobs for `user`, on behalf of `device`, in one durable batch (one
+    /// pack flush, one transaction). Returns each blob's outcome once everything is durable;
+    /// the outer error means nothing of the batch was stored.
+    fn put_chunks(
+        &self,
+        user: &str,
+        device: DeviceId,
+        blobs: &[NewBlob<'_>],
+        quota: u64,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
+
+    /// A user's blob for a device, verified against its id; `None` unless the user stores it
+    /// and some version of the user's documents references it.
+    fn get_chunk(&self, user: &str, id: ChunkId) -> Result<Option<StoredBlob>, StoreError>;
+
+    /// The chunks a stored manifest blob lists; empty if the user does not store `id` or it
+    /// is not a manifest.
+    fn manifest_chunks(&self, user: &str, id: ChunkId) -> Result<Vec<ChunkId>, StoreError>;
+
+    /// Encoded bytes the user stores.
+    fn usage(&self, user: &str) -> Result<u64, StoreError>;
+
+    /// Bytes of the user's pack files on disk.
+    fn pack_disk_bytes(&self, user: &str) -> u64;
+}
+
+impl Chunks for Store {
+    fn missing_chunks(&self, user: &str, ids: &[ChunkId]) -> Result<Vec<ChunkId>, StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::db)?;
         let table = txn.open_table(CHUNKS).map_err(StoreError::db)?;
         let mut missing = Vec::new();
@@ -66,10 +97,7 @@ impl Store {
         Ok(missing)
     }
 
-    /// Verifies and stores blobs for `user`, on behalf of `device`, in one durable batch (one
-    /// pack flush, one transaction). Returns each blob's outcome once everything is durable;
-    /// the outer error means nothing of the batch was stored.
-    pub fn put_chunks(
+    fn put_chunks(
         &self,
         user: &str,
         device: DeviceId,
@@ -151,18 +179,14 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// A user's blob for a device, verified against its id; `None` unless the user stores it
-    /// and some version of the user's documents references it.
-    pub fn get_chunk(&self, user: &str, id: ChunkId) -> Result<Option<StoredBlob>, StoreError> {
+    fn get_chunk(&self, user: &str, id: ChunkId) -> Result<Option<StoredBlob>, StoreError> {
         if !self.is_referenced(user, id)? {
             return Ok(None);
         }
         Ok(self.read_blob(user, id)?.map(|(blob, _)| blob))
     }
 
-    /// The chunks a stored manifest blob lists; empty if the user does not store `id` or it
-    /// is not a manifest.
-    pub fn manifest_chunks(&self, user: &str, id: ChunkId) -> Result<Vec<ChunkId>, StoreError> {
+    fn manifest_chunks(&self, user: &str, id: ChunkId) -> Result<Vec<ChunkId>, StoreError> {
         let Some((_, raw)) = self.read_blob(user, id)? else {
             return Ok(Vec::new());
         };
@@ -171,6 +195,21 @@ impl Store {
             .unwrap_or_default())
     }
 
+    fn usage(&self, user: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let usage = txn.open_table(USAGE).map_err(StoreError::db)?;
+        Ok(usage
+            .get(user)
+            .map_err(StoreError::db)?
+            .map_or(0, |v| v.value()))
+    }
+
+    fn pack_disk_bytes(&self, user: &str) -> u64 {
+        self.packs.lock().map(|p| p.disk_bytes(user)).unwrap_or(0)
+    }
+}
+
+impl Store {
     /// A user's blob, verified against its id, with its raw bytes; `None` if the user does not
     /// store it.
     fn read_blob(
@@ -210,20 +249,5 @@ impl Store {
             bytes,
         };
         Ok(Some((blob, raw)))
-    }
-
-    /// Encoded bytes the user stores.
-    pub fn usage(&self, user: &str) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(StoreError::db)?;
-        let usage = txn.open_table(USAGE).map_err(StoreError::db)?;
-        Ok(usage
-            .get(user)
-            .map_err(StoreError::db)?
-            .map_or(0, |v| v.value()))
-    }
-
-    /// Bytes of the user's pack files on disk.
-    pub fn pack_disk_bytes(&self, user: &str) -> u64 {
-        self.packs.lock().map(|p| p.disk_bytes(user)).unwrap_or(0)
     }
 }

@@ -12,9 +12,40 @@ use crate::error::StoreError;
 /// The log is folded into one snapshot past this many entries.
 pub const DOC_LOG_COMPACT_AT: u64 = 512;
 
-impl Store {
+/// Folder documents and what each device is known to have.
+pub trait Documents {
     /// The stored document bytes (snapshot and increments concatenated), empty if none.
-    pub fn load_doc(&self, user: &str, folder: &str) -> Result<(Vec<u8>, u64), StoreError> {
+    fn load_doc(&self, user: &str, folder: &str) -> Result<(Vec<u8>, u64), StoreError>;
+
+    /// Appends an incremental save, on behalf of `device` (checked active in the same
+    /// transaction) or of the relay itself, with the blobs it references. Durable when this
+    /// returns.
+    fn append_doc(
+        &self,
+        user: &str,
+        folder: &str,
+        device: Option<DeviceId>,
+        bytes: &[u8],
+        refs: &[ChunkId],
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the log with one snapshot.
+    fn compact_doc(&self, user: &str, folder: &str, snapshot: &[u8]) -> Result<(), StoreError>;
+
+    /// The heads `device` was known to have for `folder`.
+    fn sync_heads(&self, device: DeviceId, folder: &str) -> Result<Vec<[u8; 32]>, StoreError>;
+
+    /// Records the heads `device` is known to have.
+    fn set_sync_heads(
+        &self,
+        device: DeviceId,
+        folder: &str,
+        heads: &[[u8; 32]],
+    ) -> Result<(), StoreError>;
+}
+
+impl Documents for Store {
+    fn load_doc(&self, user: &str, folder: &str) -> Result<(Vec<u8>, u64), StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::db)?;
         let log = txn.open_table(DOC_LOG).map_err(StoreError::db)?;
         let mut bytes = Vec::new();
@@ -30,10 +61,7 @@ impl Store {
         Ok((bytes, entries))
     }
 
-    /// Appends an incremental save, on behalf of `device` (checked active in the same
-    /// transaction) or of the relay itself, with the blobs it references. Durable when this
-    /// returns.
-    pub fn append_doc(
+    fn append_doc(
         &self,
         user: &str,
         folder: &str,
@@ -68,8 +96,7 @@ impl Store {
         })
     }
 
-    /// Replaces the log with one snapshot.
-    pub fn compact_doc(&self, user: &str, folder: &str, snapshot: &[u8]) -> Result<(), StoreError> {
+    fn compact_doc(&self, user: &str, folder: &str, snapshot: &[u8]) -> Result<(), StoreError> {
         let (user, folder, snapshot) = (user.to_owned(), folder.to_owned(), snapshot.to_vec());
         self.write(move |txn| {
             let mut log = txn.open_table(DOC_LOG).map_err(StoreError::db)?;
@@ -82,8 +109,7 @@ impl Store {
         })
     }
 
-    /// The heads `device` was known to have for `folder`.
-    pub fn sync_heads(&self, device: DeviceId, folder: &str) -> Result<Vec<[u8; 32]>, StoreError> {
+    fn sync_heads(&self, device: DeviceId, folder: &str) -> Result<Vec<[u8; 32]>, StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::db)?;
         let table = txn.open_table(SYNC_HEADS).map_err(StoreError::db)?;
         match table.get((&device.0, folder)).map_err(StoreError::db)? {
@@ -92,8 +118,7 @@ impl Store {
         }
     }
 
-    /// Records the heads `device` is known to have.
-    pub fn set_sync_heads(
+    fn set_sync_heads(
         &self,
         device: DeviceId,
         folder: &str,

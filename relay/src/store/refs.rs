@@ -8,17 +8,27 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use super::{DOC_LOG, REFS, REFS_INDEXED, Store};
 use crate::error::StoreError;
 
-impl Store {
+/// Which blobs each user's documents reference.
+pub trait References {
     /// Whether some version of the user's documents references `id`.
-    pub fn is_referenced(&self, user: &str, id: ChunkId) -> Result<bool, StoreError> {
+    fn is_referenced(&self, user: &str, id: ChunkId) -> Result<bool, StoreError>;
+
+    /// Stored folders whose history is not in the references yet (stored by a relay that did
+    /// not keep them).
+    fn unindexed_folders(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Records the references of `folder`'s whole history.
+    fn index_refs(&self, user: &str, folder: &str, refs: &[ChunkId]) -> Result<(), StoreError>;
+}
+
+impl References for Store {
+    fn is_referenced(&self, user: &str, id: ChunkId) -> Result<bool, StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::db)?;
         let table = txn.open_table(REFS).map_err(StoreError::db)?;
         Ok(table.get((user, &id.0)).map_err(StoreError::db)?.is_some())
     }
 
-    /// Stored folders whose history is not in the references yet (stored by a relay that did
-    /// not keep them).
-    pub fn unindexed_folders(&self) -> Result<Vec<(String, String)>, StoreError> {
+    fn unindexed_folders(&self) -> Result<Vec<(String, String)>, StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::db)?;
         let log = txn.open_table(DOC_LOG).map_err(StoreError::db)?;
         let indexed = txn.open_table(REFS_INDEXED).map_err(StoreError::db)?;
@@ -38,8 +48,7 @@ impl Store {
         Ok(folders)
     }
 
-    /// Records the references of `folder`'s whole history.
-    pub fn index_refs(&self, user: &str, folder: &str, refs: &[ChunkId]) -> Result<(), StoreError> {
+    fn index_refs(&self, user: &str, folder: &str, refs: &[ChunkId]) -> Result<(), StoreError> {
         let (user, folder, refs) = (user.to_owned(), folder.to_owned(), refs.to_vec());
         self.write(move |txn| insert_refs(txn, &user, &folder, &refs))
     }

@@ -488,10 +488,17 @@ fn r1(root: &Path, connections: usize) -> Result<serde_json::Value> {
     let base = rss_kib(relay.pid())?;
     let started = Instant::now();
     let mut user = 1;
+    let mut pinged = Instant::now();
     while held.len() < connections {
         let n = PER_USER.min(connections - held.len());
         held.extend(devices_of(&relay, user, n)?);
         user += 1;
+        // Idle, as an agent is: it pings every 20 s (the relay drops a connection silent for
+        // 90 s), and enrolling 10,000 devices takes minutes.
+        if pinged.elapsed() > Duration::from_secs(20) {
+            ping_all(&mut held)?;
+            pinged = Instant::now();
+        }
     }
     let enrol_s = started.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(2));
@@ -509,6 +516,17 @@ fn r1(root: &Path, connections: usize) -> Result<serde_json::Value> {
         "relay_rss_mib": round(after as f64 / 1024.0),
         "relay_kib_per_connection": round((after.saturating_sub(base)) as f64 / held.len() as f64),
     }))
+}
+
+/// An agent's keep-alive on every connection.
+fn ping_all(clients: &mut [Client]) -> Result<()> {
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.send(&ClientMessage::Ping(i as u64))?;
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.until(|m| matches!(m, ServerMessage::Pong(v) if *v == i as u64).then_some(()))?;
+    }
+    Ok(())
 }
 
 /// R2: one device's change reaching all 100 other online devices of the same user.
