@@ -12,6 +12,14 @@ use crate::wire::limits::MAX_BLOB_BYTES;
 /// zstd level for chunks: fast, and most of the gain on mixed data.
 pub const LEVEL: i32 = 1;
 
+/// Blobs smaller than this (whole small files: a file under the minimum chunk size is one
+/// chunk) are compressed harder: they are resent whole when edited, their bytes are few, and a
+/// higher level costs little time on them.
+pub const SMALL_BLOB: usize = 16 * 1024;
+
+/// zstd level for small blobs.
+pub const SMALL_LEVEL: i32 = 9;
+
 /// A blob as stored and sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Encoded {
@@ -53,14 +61,20 @@ pub enum ChunkError {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn compress(raw: &[u8]) -> Encoded {
     use std::cell::RefCell;
+    type Slot = RefCell<Option<zstd::bulk::Compressor<'static>>>;
     thread_local! {
-        static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
-            const { RefCell::new(None) };
+        static COMPRESSOR: Slot = const { RefCell::new(None) };
+        static SMALL_COMPRESSOR: Slot = const { RefCell::new(None) };
     }
-    let compressed = COMPRESSOR.with(|cell| {
+    let (compressor, level) = if raw.len() < SMALL_BLOB {
+        (&SMALL_COMPRESSOR, SMALL_LEVEL)
+    } else {
+        (&COMPRESSOR, LEVEL)
+    };
+    let compressed = compressor.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
-            *slot = zstd::bulk::Compressor::new(LEVEL).ok();
+            *slot = zstd::bulk::Compressor::new(level).ok();
         }
         slot.as_mut().and_then(|c| c.compress(raw).ok())
     });
