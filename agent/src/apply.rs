@@ -270,6 +270,14 @@ async fn write_files(
                 skip_unsafe(install_symlink(syncer, write, target))?.flatten()
             }
             (_, Some((temp_path, file)), Some(manifest)) if !failed.contains(&idx) => {
+                // The writer's modification time, as Dropbox and Syncthing keep it (a file
+                // written seconds ago is also then not mistaken for a racy one by the next
+                // scan, which would read it again).
+                if let Ok(ms) = u64::try_from(write.content.mtime.0) {
+                    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+                    file.set_times(fs::FileTimes::new().set_modified(mtime))
+                        .map_err(|e| AgentError::io("set the time of", &temp_path, e))?;
+                }
                 file.sync_all()
                     .map_err(|e| AgentError::io("fsync", &temp_path, e))?;
                 drop(file);

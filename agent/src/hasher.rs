@@ -1,9 +1,13 @@
 //! Reading a file into its manifest: content-defined chunks and their SHA-256 ids, streamed so a
 //! large file is never held in memory whole.
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, IsTerminal};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 use cloud3_engine::chunk::{Manifest, ManifestEntry, cdc};
 
@@ -19,4 +23,85 @@ pub fn hash_file(path: &Path) -> std::io::Result<Manifest> {
         });
     }
     Ok(Manifest { entries })
+}
+
+/// Below this many files no progress bar is shown.
+const PROGRESS_MIN_FILES: usize = 200;
+
+/// Chunks and hashes `paths` (relative to `root`) on every core. On a terminal, a batch of
+/// [`PROGRESS_MIN_FILES`] or more shows a progress bar (an initial scan of a large tree); when
+/// stdout is not a terminal there is none.
+pub fn hash_files(root: &Path, paths: &[&str]) -> HashMap<String, std::io::Result<Manifest>> {
+    let bar = if paths.len() >= PROGRESS_MIN_FILES && std::io::stdout().is_terminal() {
+        let style = ProgressStyle::with_template(
+            "{msg} {wide_bar} {pos}/{len} files, {elapsed} elapsed, about {eta} left",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        ProgressBar::new(paths.len() as u64)
+            .with_style(style)
+            .with_message("reading")
+    } else {
+        ProgressBar::hidden()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(paths.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let results: Vec<Vec<(usize, std::io::Result<Manifest>)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = paths.get(i) else { break };
+                        done.push((i, hash_file(&root.join(path))));
+                        bar.inc(1);
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
+    results
+        .into_iter()
+        .flatten()
+        .map(|(i, result)| (paths[i].to_owned(), result))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn many_files_hash_in_parallel_to_what_one_at_a_time_gives() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for n in 0..300u32 {
+            let path = format!("d{}/f{n}", n % 7);
+            std::fs::create_dir_all(tmp.path().join(format!("d{}", n % 7))).unwrap();
+            std::fs::write(tmp.path().join(&path), n.to_le_bytes().repeat(n as usize)).unwrap();
+            paths.push(path);
+        }
+        paths.push("missing".into());
+        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let hashed = hash_files(tmp.path(), &refs);
+        assert_eq!(hashed.len(), paths.len());
+        for path in &paths[..300] {
+            let one = hash_file(&tmp.path().join(path)).unwrap();
+            assert_eq!(hashed[path].as_ref().unwrap(), &one, "{path}");
+        }
+        assert!(hashed["missing"].is_err());
+    }
 }

@@ -161,6 +161,19 @@ impl Syncer {
         let now_ns = now_ns();
         let mut disk = BTreeMap::new();
         let mut manifests: HashMap<String, Manifest> = HashMap::new();
+        // Files whose bytes must be read, hashed on every core at once.
+        let to_hash: Vec<&str> = found
+            .iter()
+            .filter(|(path, stat)| {
+                stat.kind == NodeKind::File
+                    && !self
+                        .index
+                        .get(*path)
+                        .is_some_and(|entry| !reread.contains(*path) && clean(entry, stat))
+            })
+            .map(|(path, _)| path.as_str())
+            .collect();
+        let mut hashed = hasher::hash_files(&self.root, &to_hash);
         for (path, stat) in &found {
             let content = match stat.kind {
                 NodeKind::Dir => None,
@@ -181,13 +194,14 @@ impl Syncer {
                     match reuse {
                         Some(entry) => Some(self.content_of_entry(entry, stat)?),
                         None => {
-                            let manifest = match hasher::hash_file(&self.root.join(path)) {
-                                Ok(manifest) => manifest,
+                            let manifest = match hashed.remove(path) {
+                                Some(Ok(manifest)) => manifest,
                                 // Vanished or unreadable mid-scan: the next scan sees it.
-                                Err(error) => {
+                                Some(Err(error)) => {
                                     tracing::warn!(path, %error, "cannot read file, skipping");
                                     continue;
                                 }
+                                None => continue,
                             };
                             let body = self.body_for(&manifest);
                             manifests.insert(path.clone(), manifest);

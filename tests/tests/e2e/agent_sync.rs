@@ -15,6 +15,12 @@ fn nested_tree_with_empty_dirs_exec_bits_and_symlinks_syncs() -> Result<()> {
     let a = &devices[0];
     a.write("docs/notes/today.txt", "hello");
     a.write("docs/a.bin", vec![7u8; 300_000]);
+    // Written a day ago: the other device shows the same modification time.
+    let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(a.dir.join("docs/a.bin"))?
+        .set_modified(day_ago)?;
     std::fs::create_dir_all(a.dir.join("empty/inner"))?;
     a.write("bin/tool.sh", "#!/bin/sh\necho hi\n");
     std::fs::set_permissions(
@@ -32,6 +38,11 @@ fn nested_tree_with_empty_dirs_exec_bits_and_symlinks_syncs() -> Result<()> {
     );
     assert_eq!(tree["link"], Entry::Symlink("docs/a.bin".into()));
     assert_eq!(tree["empty/inner"], Entry::Dir);
+    let mtime = |dir: &std::path::Path| -> Result<u128> {
+        let modified = std::fs::metadata(dir.join("docs/a.bin"))?.modified()?;
+        Ok(modified.duration_since(std::time::UNIX_EPOCH)?.as_millis())
+    };
+    assert_eq!(mtime(&devices[1].dir)?, mtime(&a.dir)?);
     Ok(())
 }
 

@@ -216,8 +216,19 @@ fn a_directory_swapped_for_a_symlink_during_a_download_is_never_written_through(
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    std::fs::rename(b.dir.join("shared/dir"), tmp.path().join("moved-away"))?;
-    std::os::unix::fs::symlink(&outside, b.dir.join("shared/dir"))?;
+    // The running sync may make the directory again between the two steps: the user moves it
+    // away again, as often as it takes.
+    let dir = b.dir.join("shared/dir");
+    for attempt in 0.. {
+        if dir.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            std::fs::rename(&dir, tmp.path().join(format!("moved-away-{attempt}")))?;
+        }
+        match std::os::unix::fs::symlink(&outside, &dir) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 20 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
     assert!(
         sync.try_wait()?.is_none(),
         "the swap happened during the sync"
