@@ -29,7 +29,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<Manifest> {
 const PROGRESS_MIN_FILES: usize = 200;
 
 /// Chunks and hashes `paths` (relative to `root`) on every core. On a terminal, a batch of
-/// [`PROGRESS_MIN_FILES`] or more shows a progress bar (an initial scan of a large tree); when
+/// `PROGRESS_MIN_FILES` or more shows a progress bar (an initial scan of a large tree); when
 /// stdout is not a terminal there is none.
 pub fn hash_files(root: &Path, paths: &[&str]) -> HashMap<String, std::io::Result<Manifest>> {
     let bar = if paths.len() >= PROGRESS_MIN_FILES && std::io::stdout().is_terminal() {
