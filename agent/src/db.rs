@@ -11,11 +11,13 @@
 //!
 //! Every change of local state goes through [`LocalDb::commit`], one transaction per batch.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use cloud3_engine::ids::{ChunkId, NodeId};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use cloud3_engine::tree::changes;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AgentError;
@@ -92,6 +94,19 @@ impl Batch {
 pub struct LocalDb {
     db: Database,
     path: PathBuf,
+    /// The document log's shape, read once by [`LocalDb::load_doc`] and kept up to date by
+    /// [`LocalDb::commit`], so deciding to fold it reads nothing.
+    log: Cell<LogShape>,
+}
+
+/// Sizes of the document log.
+#[derive(Clone, Copy, Debug, Default)]
+struct LogShape {
+    entries: u64,
+    /// Bytes of the snapshot in entry 0 (0 while the log holds only changes).
+    snapshot: usize,
+    /// Bytes of every other entry.
+    increments: usize,
 }
 
 impl LocalDb {
@@ -101,6 +116,7 @@ impl LocalDb {
         let local = LocalDb {
             db,
             path: path.to_owned(),
+            log: Cell::new(LogShape::default()),
         };
         let txn = local.db.begin_write().map_err(|e| local.error(e))?;
         {
@@ -146,10 +162,20 @@ impl LocalDb {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
         let table = txn.open_table(DOC_LOG).map_err(|e| self.error(e))?;
         let mut bytes = Vec::new();
+        let mut shape = LogShape::default();
         for row in table.iter().map_err(|e| self.error(e))? {
-            let (_, value) = row.map_err(|e| self.error(e))?;
-            bytes.extend_from_slice(value.value());
+            let (seq, value) = row.map_err(|e| self.error(e))?;
+            let value = value.value();
+            // The first entry is a snapshot only once the log was folded.
+            if seq.value() == 0 && changes::is_document(value) {
+                shape.snapshot = value.len();
+            } else {
+                shape.increments += value.len();
+            }
+            shape.entries += 1;
+            bytes.extend_from_slice(value);
         }
+        self.log.set(shape);
         Ok(bytes)
     }
 
@@ -157,25 +183,10 @@ impl LocalDb {
     /// or increments outweighing the snapshot. Loading increments replays them as changes, which
     /// costs far more time and memory than loading a snapshot (a 100k-file document loaded from
     /// its increments alone peaked at over 600 MiB).
-    pub fn doc_log_is_long(&self) -> Result<bool, AgentError> {
-        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
-        let table = txn.open_table(DOC_LOG).map_err(|e| self.error(e))?;
-        if table.len().map_err(|e| self.error(e))? > DOC_LOG_COMPACT_AT {
-            return Ok(true);
-        }
-        let (mut snapshot, mut increments) = (0usize, 0usize);
-        for row in table.iter().map_err(|e| self.error(e))? {
-            let (seq, value) = row.map_err(|e| self.error(e))?;
-            let bytes = value.value();
-            // An Automerge document chunk has type 0 after its magic and checksum; the first
-            // entry is only a snapshot once the log was folded.
-            if seq.value() == 0 && bytes.get(8) == Some(&0) {
-                snapshot = bytes.len();
-            } else {
-                increments += bytes.len();
-            }
-        }
-        Ok(increments > (snapshot / 2).max(DOC_LOG_COMPACT_BYTES))
+    pub fn doc_log_is_long(&self) -> bool {
+        let log = self.log.get();
+        log.entries > DOC_LOG_COMPACT_AT
+            || log.increments > (log.snapshot / 2).max(DOC_LOG_COMPACT_BYTES)
     }
 
     /// A named metadata value.
@@ -235,7 +246,21 @@ impl LocalDb {
                     .map_err(|e| self.error(e))?;
             }
         }
-        txn.commit().map_err(|e| self.error(e))
+        txn.commit().map_err(|e| self.error(e))?;
+        let mut log = self.log.get();
+        if !batch.doc_snapshot.is_empty() {
+            log = LogShape {
+                entries: 1,
+                snapshot: batch.doc_snapshot.len(),
+                increments: 0,
+            };
+        }
+        if !batch.doc_append.is_empty() {
+            log.entries += 1;
+            log.increments += batch.doc_append.len();
+        }
+        self.log.set(log);
+        Ok(())
     }
 
     fn error(&self, error: impl std::fmt::Display) -> AgentError {
@@ -316,5 +341,38 @@ mod tests {
         })
         .unwrap();
         assert_eq!(db.load_doc().unwrap(), vec![7, 7, 8]);
+    }
+
+    #[test]
+    fn the_log_is_folded_once_its_increments_outweigh_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.redb");
+        let db = LocalDb::open(&path).unwrap();
+        let increment = vec![1u8; DOC_LOG_COMPACT_BYTES / 2];
+        for _ in 0..2 {
+            db.commit(Batch {
+                doc_append: increment.clone(),
+                ..Batch::default()
+            })
+            .unwrap();
+            assert!(!db.doc_log_is_long());
+        }
+        db.commit(Batch {
+            doc_append: vec![2],
+            ..Batch::default()
+        })
+        .unwrap();
+        assert!(db.doc_log_is_long());
+        // Reopened, the same shape is read back from what is stored.
+        drop(db);
+        let db = LocalDb::open(&path).unwrap();
+        db.load_doc().unwrap();
+        assert!(db.doc_log_is_long());
+        db.commit(Batch {
+            doc_snapshot: vec![0u8; 16],
+            ..Batch::default()
+        })
+        .unwrap();
+        assert!(!db.doc_log_is_long());
     }
 }

@@ -340,7 +340,7 @@ impl Syncer {
             self.doc.commit(wall_now());
         }
         batch.doc_append = self.doc.save_incremental();
-        if self.db.doc_log_is_long()? {
+        if self.db.doc_log_is_long() {
             tracing::debug!("folding the document log into one snapshot");
             batch.doc_snapshot = self.doc.save();
         }

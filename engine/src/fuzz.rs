@@ -70,16 +70,6 @@ pub fn changes(bytes: &[u8]) {
     }
 }
 
-/// The body of a change chunk (after magic, checksum, type and length): what
-/// [`change_chunk`] wraps again, for mangling real changes.
-pub fn change_body(change: &[u8]) -> &[u8] {
-    let mut at = 9;
-    while change.get(at).is_some_and(|byte| byte & 0x80 != 0) {
-        at += 1;
-    }
-    change.get(at + 1..).unwrap_or_default()
-}
-
 /// Wraps `body` as an uncompressed Automerge change chunk with a correct checksum, so fuzzed
 /// bytes get past the header to Automerge's column decoders (as a hostile device's would).
 pub fn change_chunk(body: &[u8]) -> Vec<u8> {

@@ -7,6 +7,7 @@ use cloud3_engine::chunk::compress;
 use cloud3_engine::fuzz;
 use cloud3_engine::ids::{ChunkId, FolderId, NodeId, ShortDeviceId};
 use cloud3_engine::time::WallTime;
+use cloud3_engine::tree::changes::change_body;
 use cloud3_engine::tree::{Content, ContentBody, FolderDoc, NodeKind};
 use cloud3_engine::wire::{ChunkCodec, ClientMessage, encode_client};
 use proptest::prelude::*;
@@ -41,7 +42,7 @@ fn real_change_bodies() -> Vec<Vec<u8>> {
     doc.commit(WallTime(6));
     doc.changes_since(&[])
         .into_iter()
-        .map(|change| fuzz::change_body(&change).to_vec())
+        .map(|change| change_body(&change).expect("a real change").to_vec())
         .collect()
 }
 

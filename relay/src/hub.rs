@@ -183,7 +183,9 @@ impl Hub {
             None => return Ok(()),
         };
         let f = self.folder(state, user, folder, conn, device)?;
-        let out = match f.hub.on_changes(&mut f.doc, conn, changes.clone()) {
+        // Read before the changes move into Automerge; kept only if it accepts them.
+        let refs = BlobRefs::of_changes(&changes);
+        let out = match f.hub.on_changes(&mut f.doc, conn, changes) {
             Ok(out) => out,
             Err(error) => {
                 if f.doc.is_broken() {
@@ -194,7 +196,7 @@ impl Hub {
                 return Err(HubError::Refused(error.to_string()));
             }
         };
-        let refs = self.expand(user, &BlobRefs::of_changes(&changes));
+        let refs = self.expand(user, &refs);
         let increment = f.doc.save_incremental();
         if !increment.is_empty() {
             // Durable (and checked against revocation in the same transaction) before any

@@ -7,12 +7,28 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use cloud3_engine::auth::DeviceKey;
 use cloud3_engine::auth::challenge::sign_hello;
+use cloud3_engine::chunk::compress;
+use cloud3_engine::ids::ChunkId;
+use cloud3_engine::wire::message::ChunkPiece;
 use cloud3_engine::wire::{
     AuthProof, ClientMessage, Hello, ServerMessage, decode_server, encode_client,
 };
 use tungstenite::protocol::WebSocket;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, client::IntoClientRequest};
+
+/// A whole chunk as one `ChunkPut`.
+pub fn chunk_put(raw: &[u8]) -> ClientMessage {
+    let encoded = compress(raw);
+    ClientMessage::ChunkPut(ChunkPiece {
+        id: ChunkId::of(raw),
+        raw_len: raw.len() as u32,
+        codec: encoded.codec,
+        encoded_len: encoded.bytes.len() as u32,
+        offset: 0,
+        data: encoded.bytes,
+    })
+}
 
 /// The proof of a device enrolling with a one-time `code` under `device_name`.
 pub fn enrol(code: &str, device_name: &str) -> AuthProof {
@@ -141,6 +157,19 @@ impl Client {
                 Incoming::Closed(code) => bail!("connection closed ({code:?})"),
             }
         }
+    }
+
+    /// Uploads `raw` as one chunk and waits until the relay has stored it; panics if the relay
+    /// refuses it.
+    pub fn put_chunk(&mut self, raw: &[u8]) -> Result<ChunkId> {
+        let id = ChunkId::of(raw);
+        self.send(&chunk_put(raw))?;
+        self.until(|m| match m {
+            ServerMessage::ChunkStored { id: stored } if *stored == id => Some(()),
+            ServerMessage::Error { message, .. } => panic!("chunk refused: {message}"),
+            _ => None,
+        })?;
+        Ok(id)
     }
 
     /// Reads until the relay closes the connection; returns the close code.

@@ -8,6 +8,7 @@
 use crate::wire::limits::MAX_CHANGES_BYTES;
 
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+const CHUNK_DOCUMENT: u8 = 0;
 const CHUNK_CHANGE: u8 = 1;
 
 /// Why change bytes were refused.
@@ -26,18 +27,16 @@ pub enum ChangeError {
 
 /// Accepts exactly one uncompressed change chunk filling `bytes`.
 pub fn check_change(bytes: &[u8]) -> Result<(), ChangeError> {
+    change_body(bytes).map(|_| ())
+}
+
+/// The body of exactly one uncompressed change chunk filling `bytes` (what follows its magic,
+/// checksum, type and length), checked as [`check_change`] checks it.
+pub fn change_body(bytes: &[u8]) -> Result<&[u8], ChangeError> {
     if bytes.len() > MAX_CHANGES_BYTES {
         return Err(ChangeError::TooLarge(bytes.len()));
     }
-    let rest = bytes
-        .strip_prefix(&MAGIC)
-        .ok_or(ChangeError::Malformed("bad magic"))?;
-    let rest = rest
-        .get(4..)
-        .ok_or(ChangeError::Malformed("truncated checksum"))?;
-    let (&chunk_type, mut rest) = rest
-        .split_first()
-        .ok_or(ChangeError::Malformed("truncated type"))?;
+    let (chunk_type, mut rest) = chunk_type(bytes)?;
     if chunk_type != CHUNK_CHANGE {
         return Err(ChangeError::ChunkType(chunk_type));
     }
@@ -60,7 +59,27 @@ pub fn check_change(bytes: &[u8]) -> Result<(), ChangeError> {
     if len != rest.len() as u64 {
         return Err(ChangeError::Malformed("length does not match"));
     }
-    Ok(())
+    Ok(rest)
+}
+
+/// Whether `bytes` start with a whole-document chunk (what `FolderDoc::save` writes), not with
+/// changes.
+pub fn is_document(bytes: &[u8]) -> bool {
+    matches!(chunk_type(bytes), Ok((CHUNK_DOCUMENT, _)))
+}
+
+/// An Automerge chunk's type and what follows it (after magic and checksum).
+fn chunk_type(bytes: &[u8]) -> Result<(u8, &[u8]), ChangeError> {
+    let rest = bytes
+        .strip_prefix(&MAGIC)
+        .ok_or(ChangeError::Malformed("bad magic"))?;
+    let rest = rest
+        .get(4..)
+        .ok_or(ChangeError::Malformed("truncated checksum"))?;
+    let (&chunk_type, rest) = rest
+        .split_first()
+        .ok_or(ChangeError::Malformed("truncated type"))?;
+    Ok((chunk_type, rest))
 }
 
 #[cfg(test)]
@@ -95,6 +114,8 @@ mod tests {
             check_change(&doc.save()),
             Err(ChangeError::ChunkType(0))
         ));
+        assert!(is_document(&doc.save()));
+        assert!(!is_document(&real_change()));
     }
 
     #[test]

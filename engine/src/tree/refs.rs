@@ -22,8 +22,8 @@ pub struct BlobRefs {
 }
 
 impl BlobRefs {
-    /// The references made by change bytes, once `FolderDoc::apply_changes` accepted them;
-    /// undecodable changes reference nothing.
+    /// The references made by change bytes; undecodable changes reference nothing (what
+    /// they reference counts only once `FolderDoc::apply_changes` accepted them).
     pub fn of_changes(changes: &[Vec<u8>]) -> BlobRefs {
         let mut refs = BlobRefs::default();
         for bytes in changes {
@@ -40,8 +40,8 @@ impl BlobRefs {
     }
 
     fn add_change(&mut self, change: &Change) {
-        // Automerge's decoder unwraps on malformed actor indices; changes given here were
-        // accepted by `FolderDoc::apply_changes` first, and anything else counts as no change.
+        // Automerge's decoder unwraps on malformed actor indices: such a change counts as
+        // referencing nothing.
         let Ok(expanded) =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode()))
         else {

@@ -2,6 +2,8 @@
 //! no version of the user's folders names (an upload whose change never came, a guessed id) is
 //! never handed out.
 
+use std::ops::Bound;
+
 use cloud3_engine::ids::ChunkId;
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
@@ -33,17 +35,25 @@ impl References for Store {
         let log = txn.open_table(DOC_LOG).map_err(StoreError::db)?;
         let indexed = txn.open_table(REFS_INDEXED).map_err(StoreError::db)?;
         let mut folders: Vec<(String, String)> = Vec::new();
-        for row in log.iter().map_err(StoreError::db)? {
-            let (key, _) = row.map_err(StoreError::db)?;
+        // One row per folder: after each, seek past the rest of that folder's log.
+        let mut row = log.first().map_err(StoreError::db)?;
+        while let Some((key, _)) = row {
             let (user, folder, _) = key.value();
-            if folders.last() != Some(&(user.to_owned(), folder.to_owned()))
-                && indexed
-                    .get((user, folder))
-                    .map_err(StoreError::db)?
-                    .is_none()
+            let (user, folder) = (user.to_owned(), folder.to_owned());
+            let past = (user.as_str(), folder.as_str(), u64::MAX);
+            if indexed
+                .get((past.0, past.1))
+                .map_err(StoreError::db)?
+                .is_none()
             {
-                folders.push((user.to_owned(), folder.to_owned()));
+                folders.push((user.clone(), folder.clone()));
             }
+            row = log
+                .range::<(&str, &str, u64)>((Bound::Excluded(past), Bound::Unbounded))
+                .map_err(StoreError::db)?
+                .next()
+                .transpose()
+                .map_err(StoreError::db)?;
         }
         Ok(folders)
     }

@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use cloud3_engine::auth::DeviceKey;
-use cloud3_engine::chunk::{Manifest, ManifestEntry, compress};
-use cloud3_engine::ids::{ChunkId, FolderId, NodeId, ShortDeviceId};
+use cloud3_engine::chunk::{Manifest, ManifestEntry};
+use cloud3_engine::ids::{FolderId, NodeId, ShortDeviceId};
 use cloud3_engine::time::WallTime;
 use cloud3_engine::tree::{Content, ContentBody, FolderDoc, NodeKind};
-use cloud3_engine::wire::message::ChunkPiece;
 use cloud3_engine::wire::{ClientMessage, ServerMessage};
 use cloud3_tests::client::{Client, Incoming, enrol};
 use cloud3_tests::{Device, Entry, binary, snapshot};
@@ -53,23 +52,6 @@ fn pull(client: &mut Client) -> Result<FolderDoc> {
     }
 }
 
-fn upload(client: &mut Client, raw: &[u8]) -> Result<ChunkId> {
-    let id = ChunkId::of(raw);
-    let encoded = compress(raw);
-    client.send(&ClientMessage::ChunkPut(ChunkPiece {
-        id,
-        raw_len: raw.len() as u32,
-        codec: encoded.codec,
-        encoded_len: encoded.bytes.len() as u32,
-        offset: 0,
-        data: encoded.bytes,
-    }))?;
-    client.until(|m| {
-        matches!(m, ServerMessage::ChunkStored { id: got } if *got == id).then_some(())
-    })?;
-    Ok(id)
-}
-
 #[test]
 fn hostile_names_from_another_device_never_reach_a_path() -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -87,7 +69,7 @@ fn hostile_names_from_another_device_never_reach_a_path() -> Result<()> {
     let mut doc = pull(&mut hostile)?;
     let base = doc.heads();
     let raw = b"bytes from the hostile device".to_vec();
-    let id = upload(&mut hostile, &raw)?;
+    let id = hostile.put_chunk(&raw)?;
     let content = Content {
         size: raw.len() as u64,
         mtime: WallTime(1),
