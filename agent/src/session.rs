@@ -33,12 +33,7 @@ pub struct Session {
     /// Other devices of the user online now.
     pub online: Vec<DeviceId>,
     folder: FolderId,
-    /// Change bytes applied since the document was last rebuilt from its snapshot.
-    applied_bytes: usize,
 }
-
-/// Past this many bytes of applied changes the document is rebuilt from its snapshot.
-const RELOAD_AFTER_BYTES: usize = 2 << 20;
 
 impl Session {
     /// Starts a session: uploads what is pending and sends our heads.
@@ -47,7 +42,6 @@ impl Session {
             link,
             relay_heads: None,
             online: Vec::new(),
-            applied_bytes: 0,
             folder: FolderId(syncer.config.folder.clone()),
         };
         session.upload(syncer).await?;
@@ -110,7 +104,6 @@ impl Session {
                         }
                     }
                 }
-                self.applied_bytes += batches.iter().flatten().map(Vec::len).sum::<usize>();
                 let mut out = Vec::new();
                 for changes in batches {
                     // Each answer acknowledges everything so far: only the last is sent.
@@ -120,14 +113,6 @@ impl Session {
                         .map_err(|e| AgentError::Protocol(e.to_string()))?;
                 }
                 syncer.persist()?;
-                if self.applied_bytes > RELOAD_AFTER_BYTES {
-                    // Persisted above: the snapshot holds everything applied.
-                    syncer
-                        .doc
-                        .reload()
-                        .map_err(|e| AgentError::Protocol(e.to_string()))?;
-                    self.applied_bytes = 0;
-                }
                 self.send_doc(syncer, out).await?;
                 self.materialise(syncer).await?;
                 status.last_sync = Some(crate::syncer::wall_now().0);

@@ -157,6 +157,9 @@ impl Syncer {
     /// listed in `reread`, e.g. because the watcher reported them). Records changes in the
     /// document and the index; returns whether anything changed.
     pub fn scan(&mut self, reread: &HashSet<String>) -> Result<bool, AgentError> {
+        // Derived first: deriving a large document needs several times the memory of its
+        // result, which is better spent before the walk and the scan's own maps exist.
+        let remote = self.remote();
         let found = walk::walk(&self.root)?;
         let now_ns = now_ns();
         let mut disk = BTreeMap::new();
@@ -192,7 +195,7 @@ impl Syncer {
                         .get(path)
                         .filter(|entry| !reread.contains(path) && clean(entry, stat));
                     match reuse {
-                        Some(entry) => Some(self.content_of_entry(entry, stat)?),
+                        Some(entry) => Some(self.content_of_entry(entry, stat, &remote)),
                         None => {
                             let manifest = match hashed.remove(path) {
                                 Some(Ok(manifest)) => manifest,
@@ -220,7 +223,6 @@ impl Syncer {
                 },
             );
         }
-        let remote = self.remote();
         let known = self.known();
         let device_name = self.config.device_name.clone();
         let scanner = Scanner {
@@ -291,7 +293,11 @@ impl Syncer {
                 chunks,
                 indexed_ns: now_ns,
             };
-            if self.index.get(path) != Some(&index_entry) {
+            if !self
+                .index
+                .get(path)
+                .is_some_and(|old| settled(old, &index_entry))
+            {
                 batch.put.push((path.clone(), index_entry));
             }
         }
@@ -301,6 +307,9 @@ impl Syncer {
             }
         }
         let changed = !result.ops.is_empty();
+        // Committing saves the document (the whole of it when the log is folded): the walk, the
+        // derived tree and the scan's own maps, each as large as the folder, go first.
+        drop((found, disk, manifests, hashed, known, remote, result));
         self.commit_batch(batch, changed)?;
         Ok(changed)
     }
@@ -339,10 +348,12 @@ impl Syncer {
         if doc_changed {
             self.doc.commit(wall_now());
         }
-        batch.doc_append = self.doc.save_incremental();
         if self.db.doc_log_is_long() {
             tracing::debug!("folding the document log into one snapshot");
+            // The snapshot holds everything an increment would.
             batch.doc_snapshot = self.doc.save();
+        } else {
+            batch.doc_append = self.doc.save_incremental();
         }
         for id in self.pending_added.drain(..) {
             if let Some(source) = self.pending.get(&id) {
@@ -354,19 +365,21 @@ impl Syncer {
             "relay_heads",
             postcard::to_allocvec(&self.relay.confirmed_heads()).unwrap_or_default(),
         ));
+        self.db.commit(&batch)?;
         for path in &batch.remove {
             self.index.remove(path);
         }
-        for (path, entry) in &batch.put {
-            self.index.insert(path.clone(), entry.clone());
-        }
-        self.db.commit(batch)
+        // Moved, not copied: at 100k files the index is the agent's largest structure.
+        self.index.extend(batch.put);
+        Ok(())
     }
 
     fn apply_ops(&mut self, ops: &[DocOp]) -> Result<(), AgentError> {
         let author = self.short();
         let now = wall_now();
         if !ops.is_empty() {
+            // The cached tree is of the document before these operations.
+            self.remote_cache = None;
             self.doc
                 .set_device_name(author, &self.config.device_name)
                 .map_err(doc_error)?;
@@ -402,7 +415,18 @@ impl Syncer {
 
     /// The content of an unchanged indexed file: the document's version when it matches, else
     /// rebuilt from the index's chunk list.
-    fn content_of_entry(&self, entry: &IndexEntry, stat: &Stat) -> Result<Content, AgentError> {
+    /// The derived tree answers for nodes in it (a lookup per file in Automerge itself made an
+    /// unchanged 100k-file rescan spend most of its time there).
+    fn content_of_entry(&self, entry: &IndexEntry, stat: &Stat, remote: &Remote) -> Content {
+        let current = match remote.get(&entry.node) {
+            Some(node) => node.content.clone(),
+            None => self.doc.content_of(entry.node),
+        };
+        if let Some(current) = current
+            && Some(current.hash()) == entry.content
+        {
+            return current;
+        }
         let manifest = Manifest {
             entries: entry
                 .chunks
@@ -410,12 +434,7 @@ impl Syncer {
                 .map(|(id, len)| ManifestEntry { id: *id, len: *len })
                 .collect(),
         };
-        if let Some(current) = self.doc.content_of(entry.node)
-            && Some(current.hash()) == entry.content
-        {
-            return Ok(current);
-        }
-        Ok(self.new_content(stat, self.body_for(&manifest)))
+        self.new_content(stat, self.body_for(&manifest))
     }
 
     /// After a rescan: pending blobs whose file changed or moved are pointed at wherever the
@@ -446,6 +465,10 @@ impl Syncer {
             if self.pending.remove(id).is_some() {
                 self.pending_done.push(*id);
             }
+        }
+        if self.pending.is_empty() {
+            // After an initial upload the emptied table would keep room for every blob.
+            self.pending.shrink_to_fit();
         }
     }
 
@@ -497,6 +520,37 @@ fn clean(entry: &IndexEntry, stat: &Stat) -> bool {
         && entry.ctime_ns == stat.ctime_ns
         && entry.content.is_some()
         && stat.mtime_ns + RACY_NS < entry.indexed_ns
+}
+
+/// Whether `old` can stay in the index for a scan that found `new`: the same facts, and old
+/// enough that the racy rule no longer applies (a racy entry is rewritten with the newer
+/// indexing time, so a later scan can trust it without reading the file). Without this, every
+/// scan rewrote every entry for its new indexing time alone.
+fn settled(old: &IndexEntry, new: &IndexEntry) -> bool {
+    let IndexEntry {
+        node,
+        kind,
+        size,
+        mtime_ns,
+        inode,
+        ctime_ns,
+        mode,
+        content,
+        chunks,
+        indexed_ns: _,
+    } = new;
+    old.mtime_ns + RACY_NS < old.indexed_ns
+        && (
+            old.node,
+            old.kind,
+            old.size,
+            old.mtime_ns,
+            old.inode,
+            old.ctime_ns,
+            old.mode,
+        ) == (*node, *kind, *size, *mtime_ns, *inode, *ctime_ns, *mode)
+        && old.content == *content
+        && old.chunks == *chunks
 }
 
 /// The index's view of an entry.
@@ -573,4 +627,39 @@ fn clean_dir(dir: &Path) -> Result<(), AgentError> {
         std::fs::remove_dir_all(dir).map_err(|e| AgentError::io("clean", dir, e))?;
     }
     std::fs::create_dir_all(dir).map_err(|e| AgentError::io("create", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(mtime_ns: i128, indexed_ns: i128) -> IndexEntry {
+        IndexEntry {
+            node: NodeId([1; 16]),
+            kind: 0,
+            size: 3,
+            mtime_ns,
+            inode: 2,
+            ctime_ns: mtime_ns,
+            mode: 0o644,
+            content: Some(ChunkId([1; 32])),
+            chunks: vec![(ChunkId([1; 32]), 3)],
+            indexed_ns,
+        }
+    }
+
+    #[test]
+    fn an_unchanged_entry_is_rewritten_only_while_racy() {
+        let now = 100 * RACY_NS;
+        let settled_entry = entry(10, 20 * RACY_NS);
+        assert!(settled(&settled_entry, &entry(10, now)), "nothing to write");
+        let racy = entry(10, 10 + RACY_NS / 2);
+        assert!(
+            !settled(&racy, &entry(10, now)),
+            "racy: write the later time"
+        );
+        let mut grown = entry(10, now);
+        grown.size = 4;
+        assert!(!settled(&settled_entry, &grown), "changed: write it");
+    }
 }

@@ -181,6 +181,9 @@ impl DerivedTree {
                 },
             );
         }
+        // Everything needed is in `work` now: the records (a third of the peak memory of a
+        // derivation) go before the tree is built.
+        drop((records, real));
         // Parents that do not exist or are not directories mean the root.
         let is_dir: HashSet<NodeId> = work
             .iter()

@@ -348,6 +348,11 @@ impl FolderDoc {
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.doc.apply_changes(parsed)
         }));
+        // Automerge 0.12 records a patch event for every applied map entry even into its
+        // inactive patch log, and `AutoCommit` never clears that log: a 100k-node catch-up kept
+        // 160 MiB of events, and a long-running relay would grow without bound. Nothing here
+        // reads patches, so the log is dropped after every apply.
+        self.doc.reset_diff_cursor();
         match applied {
             Ok(result) => result.map_err(am)?,
             Err(_) => {
@@ -369,16 +374,6 @@ impl FolderDoc {
         let bytes = self.doc.save();
         self.saved_heads = self.doc.get_heads();
         bytes
-    }
-
-    /// Rebuilds the in-memory document from its own snapshot. Applying many changes grows
-    /// Automerge's buffers far past what a loaded document needs (a 30k-node catch-up: 46 MB
-    /// resident afterwards); callers do this after a large catch-up, once it is persisted.
-    pub fn reload(&mut self) -> Result<(), TreeError> {
-        let actor = self.doc.get_actor().to_bytes().to_vec();
-        let bytes = self.doc.save();
-        *self = FolderDoc::load(&bytes, &actor)?;
-        Ok(())
     }
 
     /// Only what changed since the last save or load (never the whole history again).

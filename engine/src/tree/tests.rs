@@ -516,24 +516,3 @@ proptest! {
         }
     }
 }
-
-#[test]
-fn a_reloaded_document_is_the_same_and_keeps_working() {
-    let mut a = doc(1);
-    let mut b = doc(2);
-    dir(&mut b, 1, NodeId::ROOT, "docs");
-    file(&mut b, 2, id(1), "one.txt", "first");
-    b.commit(WallTime(2));
-    merge(&mut a, &mut b);
-    let (heads, tree) = (a.heads(), listing(&a));
-    a.reload().unwrap();
-    assert_eq!(a.heads(), heads);
-    assert_eq!(listing(&a), tree);
-    assert!(a.save_incremental().is_empty(), "nothing new to persist");
-    // The same actor goes on writing after the reload, and the other replica takes it.
-    file(&mut a, 3, id(1), "two.txt", "second");
-    a.commit(WallTime(3));
-    merge(&mut a, &mut b);
-    assert_eq!(listing(&b), ["docs/", "docs/one.txt=5", "docs/two.txt=6"]);
-    assert_eq!(a.heads(), b.heads());
-}
