@@ -22,8 +22,8 @@ use cloud3_engine::tree::{Content, ContentBody, NodeKind};
 
 use crate::db::{Batch, IndexEntry};
 use crate::error::AgentError;
-use crate::nofollow;
-use crate::syncer::{Syncer, chunk_list, kind_byte, now_ns};
+use crate::nofollow::{self, Renamed};
+use crate::syncer::{LocalChunks, Syncer, chunk_list, kind_byte, now_ns};
 use crate::transfer::Link;
 use crate::walk::{self, Stat};
 
@@ -74,8 +74,11 @@ pub async fn apply(
             }
         }
     }
+    // Where chunks can be copied from locally: built once, then extended with each group's
+    // installed files (rebuilding it from the whole index per group was quadratic).
+    let mut local = syncer.local_chunks();
     for group in writes.chunks(WRITE_BATCH_FILES) {
-        let (done, skipped) = write_files(syncer, link.as_deref_mut(), group).await?;
+        let (done, skipped) = write_files(syncer, link.as_deref_mut(), group, &mut local).await?;
         applied.done += done;
         applied.skipped += skipped;
     }
@@ -182,9 +185,9 @@ async fn write_files(
     syncer: &mut Syncer,
     mut link: Option<&mut Link>,
     group: &[PendingWrite],
+    local: &mut LocalChunks,
 ) -> Result<(usize, usize), AgentError> {
     let tmp_dir = syncer.state.tmp_dir();
-    let local = syncer.local_chunks();
     // Resolve manifests (fetching blob manifests when needed).
     let mut manifests = Vec::with_capacity(group.len());
     for write in group {
@@ -260,28 +263,37 @@ async fn write_files(
             }
         }
     }
+    // The writer's modification time, as Dropbox and Syncthing keep it (a file written seconds
+    // ago is also then not mistaken for a racy one by the next scan, which would read it again).
+    for (write, temp) in group.iter().zip(&temps) {
+        if let (Some((temp_path, file)), Ok(ms)) = (temp, u64::try_from(write.content.mtime.0)) {
+            let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+            file.set_times(fs::FileTimes::new().set_modified(mtime))
+                .map_err(|e| AgentError::io("set the time of", temp_path, e))?;
+        }
+    }
+    // Every temp file's bytes are on disk before any is renamed into place: one sync of the
+    // file system for the group instead of an fsync per file.
+    sync_data(&temps)?;
     // Install each file.
     let (mut done, mut skipped) = (0, 0);
     let mut batch = Batch::default();
+    let mut renamed = Renamed::default();
     for (idx, (write, temp)) in group.iter().zip(temps).enumerate() {
         let manifest = &manifests[idx];
         let installed = match (&write.content.body, temp, manifest) {
             (ContentBody::Symlink(target), _, _) => {
-                skip_unsafe(install_symlink(syncer, write, target))?.flatten()
+                skip_unsafe(install_symlink(syncer, write, target, &mut renamed))?.flatten()
             }
             (_, Some((temp_path, file)), Some(manifest)) if !failed.contains(&idx) => {
-                // The writer's modification time, as Dropbox and Syncthing keep it (a file
-                // written seconds ago is also then not mistaken for a racy one by the next
-                // scan, which would read it again).
-                if let Ok(ms) = u64::try_from(write.content.mtime.0) {
-                    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-                    file.set_times(fs::FileTimes::new().set_modified(mtime))
-                        .map_err(|e| AgentError::io("set the time of", &temp_path, e))?;
-                }
-                file.sync_all()
-                    .map_err(|e| AgentError::io("fsync", &temp_path, e))?;
                 drop(file);
-                let installed = skip_unsafe(install_file(syncer, write, &temp_path, manifest))?;
+                let installed = skip_unsafe(install_file(
+                    syncer,
+                    write,
+                    &temp_path,
+                    manifest,
+                    &mut renamed,
+                ))?;
                 if installed.is_none() {
                     let _ = fs::remove_file(&temp_path);
                 }
@@ -295,14 +307,45 @@ async fn write_files(
         };
         match installed {
             Some(entry) => {
+                let mut offset = 0u64;
+                for (id, len) in &entry.chunks {
+                    local
+                        .entry(*id)
+                        .or_insert((write.path.clone(), offset, *len));
+                    offset += u64::from(*len);
+                }
                 batch.put.push((write.path.clone(), entry));
                 done += 1;
             }
             None => skipped += 1,
         }
     }
+    // The renames are durable before the index records them: an index entry for a file the
+    // disk lost in a crash would read as the user deleting it.
+    renamed.make_durable()?;
     syncer.commit_batch(batch, false)?;
     Ok((done, skipped))
+}
+
+/// Makes the temp files' bytes durable: one `syncfs` of their file system covers them all.
+#[cfg(target_os = "linux")]
+fn sync_data(temps: &[Option<(PathBuf, File)>]) -> Result<(), AgentError> {
+    match temps.iter().flatten().next() {
+        Some((path, file)) => {
+            rustix::fs::syncfs(file).map_err(|e| AgentError::io("sync", path, e.into()))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Makes the temp files' bytes durable, one fsync each (no `syncfs` here).
+#[cfg(not(target_os = "linux"))]
+fn sync_data(temps: &[Option<(PathBuf, File)>]) -> Result<(), AgentError> {
+    for (path, file) in temps.iter().flatten() {
+        file.sync_all()
+            .map_err(|e| AgentError::io("fsync", path, e))?;
+    }
+    Ok(())
 }
 
 fn write_places(
@@ -325,6 +368,7 @@ fn install_file(
     write: &PendingWrite,
     temp_path: &Path,
     manifest: &Manifest,
+    renamed: &mut Renamed,
 ) -> Result<Option<IndexEntry>, AgentError> {
     let target = safe_path(&syncer.root, &write.path)?;
     if !target_as_expected(syncer, write) {
@@ -337,7 +381,7 @@ fn install_file(
         // Keep the replaced bytes: a hard link into the trash, then an atomic rename over.
         let _ = fs::hard_link(&target, trash_path(syncer, &write.path));
     }
-    nofollow::rename_into(&syncer.root, temp_path, &write.path)?;
+    nofollow::rename_into(&syncer.root, temp_path, &write.path, renamed)?;
     let Some(stat) = walk::stat(&syncer.root, &write.path) else {
         return Ok(None);
     };
@@ -353,6 +397,7 @@ fn install_symlink(
     syncer: &Syncer,
     write: &PendingWrite,
     target_text: &str,
+    renamed: &mut Renamed,
 ) -> Result<Option<IndexEntry>, AgentError> {
     let target = safe_path(&syncer.root, &write.path)?;
     if !target_as_expected(syncer, write) {
@@ -368,7 +413,7 @@ fn install_symlink(
     if write.replaces.is_some() {
         let _ = fs::rename(&target, trash_path(syncer, &write.path));
     }
-    nofollow::rename_into(&syncer.root, &temp_path, &write.path)?;
+    nofollow::rename_into(&syncer.root, &temp_path, &write.path, renamed)?;
     let Some(stat) = walk::stat(&syncer.root, &write.path) else {
         return Ok(None);
     };

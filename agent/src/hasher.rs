@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, IsTerminal};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
 
 use cloud3_engine::chunk::{Manifest, ManifestEntry, cdc};
 
@@ -43,41 +43,16 @@ pub fn hash_files(root: &Path, paths: &[&str]) -> HashMap<String, std::io::Resul
     } else {
         ProgressBar::hidden()
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(paths.len())
-        .max(1);
-    let next = AtomicUsize::new(0);
-    let results: Vec<Vec<(usize, std::io::Result<Manifest>)>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = paths.get(i) else { break };
-                        done.push((i, hash_file(&root.join(path))));
-                        bar.inc(1);
-                    }
-                    done
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|worker| {
-                worker
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    });
+    let hashed = paths
+        .par_iter()
+        .map(|path| {
+            let manifest = hash_file(&root.join(path));
+            bar.inc(1);
+            ((*path).to_owned(), manifest)
+        })
+        .collect();
     bar.finish_and_clear();
-    results
-        .into_iter()
-        .flatten()
-        .map(|(i, result)| (paths[i].to_owned(), result))
-        .collect()
+    hashed
 }
 
 #[cfg(test)]

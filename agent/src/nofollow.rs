@@ -3,6 +3,7 @@
 //! A directory swapped for a symlink at any moment (even between a check and the rename) makes
 //! the open fail instead of sending the file wherever the link points.
 
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
@@ -11,14 +12,36 @@ use rustix::io::Errno;
 
 use crate::error::AgentError;
 
+/// Directories renamed into whose renames are not yet durable: [`Renamed::make_durable`]
+/// fsyncs each once (a group of files installed into one directory costs one fsync, not one
+/// per file).
+#[derive(Default)]
+pub struct Renamed(HashMap<String, OwnedFd>);
+
+impl Renamed {
+    /// Makes every rename so far durable.
+    pub fn make_durable(self) -> Result<(), AgentError> {
+        for (dir, fd) in self.0 {
+            rustix::fs::fsync(&fd)
+                .map_err(|e| AgentError::io("fsync", Path::new(&dir), e.into()))?;
+        }
+        Ok(())
+    }
+}
+
 /// Renames the file at `from` to `relative` inside `root`, through parents opened without
-/// following symlinks, then makes the rename durable.
-pub fn rename_into(root: &Path, from: &Path, relative: &str) -> Result<(), AgentError> {
+/// following symlinks. The rename is durable once `renamed` is made durable.
+pub fn rename_into(
+    root: &Path,
+    from: &Path,
+    relative: &str,
+    renamed: &mut Renamed,
+) -> Result<(), AgentError> {
     let (parent, name) = open_parent(root, relative)?;
     rustix::fs::renameat(CWD, from, &parent, name)
         .map_err(|e| AgentError::io("rename", &root.join(relative), e.into()))?;
-    // The rename is durable once its directory is.
-    let _ = rustix::fs::fsync(&parent);
+    let dir = relative.rsplit_once('/').map_or("", |(dir, _)| dir);
+    renamed.0.entry(dir.to_owned()).or_insert(parent);
     Ok(())
 }
 
@@ -62,25 +85,28 @@ mod tests {
             std::fs::write(&path, n).unwrap();
             path
         };
+        let mut renamed = Renamed::default();
 
-        rename_into(&root, &temp("one"), "real/sub/one.txt").unwrap();
+        rename_into(&root, &temp("one"), "real/sub/one.txt", &mut renamed).unwrap();
         assert_eq!(
             std::fs::read(root.join("real/sub/one.txt")).unwrap(),
             b"one"
         );
-        rename_into(&root, &temp("top"), "top.txt").unwrap();
+        rename_into(&root, &temp("top"), "top.txt", &mut renamed).unwrap();
         assert_eq!(std::fs::read(root.join("top.txt")).unwrap(), b"top");
 
         for (name, path) in [("two", "link/two.txt"), ("three", "plain/three.txt")] {
             assert!(matches!(
-                rename_into(&root, &temp(name), path),
+                rename_into(&root, &temp(name), path, &mut renamed),
                 Err(AgentError::UnsafePath(_))
             ));
         }
         assert!(matches!(
-            rename_into(&root, &temp("four"), "gone/four.txt"),
+            rename_into(&root, &temp("four"), "gone/four.txt", &mut renamed),
             Err(AgentError::ParentChanged(_))
         ));
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        assert_eq!(renamed.0.len(), 2, "one directory handle per parent");
+        renamed.make_durable().unwrap();
     }
 }

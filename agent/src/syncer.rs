@@ -44,6 +44,9 @@ pub enum BlobSource {
     Bytes(Vec<u8>),
 }
 
+/// Where each chunk can be read locally: chunk -> (path, offset, length).
+pub type LocalChunks = HashMap<ChunkId, (String, u64, u32)>;
+
 /// The derived tree as scan and materialise take it, shared while the document is unchanged.
 pub type Remote = Arc<HashMap<NodeId, RemoteEntry>>;
 
@@ -134,6 +137,8 @@ impl Syncer {
         {
             return tree.clone();
         }
+        // A stale tree is not kept alive while the new one is derived.
+        self.remote_cache = None;
         let tree = self.doc.derive();
         for warning in tree.warnings() {
             if self.warned.insert(warning.clone()) {
@@ -496,7 +501,7 @@ impl Syncer {
     }
 
     /// Where each chunk can be read locally: chunk -> (path, offset, len).
-    pub fn local_chunks(&self) -> HashMap<ChunkId, (String, u64, u32)> {
+    pub fn local_chunks(&self) -> LocalChunks {
         let mut chunks = HashMap::new();
         for (path, entry) in &self.index {
             let mut offset = 0u64;

@@ -5,11 +5,13 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
 
-use cloud3_engine::chunk::{self, Manifest};
+use cloud3_engine::chunk::{self, Encoded, Manifest};
 use cloud3_engine::ids::ChunkId;
 use cloud3_engine::wire::limits::{MAX_IDS_PER_MESSAGE, MAX_PIECE_BYTES};
 use cloud3_engine::wire::{ClientMessage, ServerMessage, message::ChunkPiece};
+use rayon::prelude::*;
 
 use crate::connection::Connection;
 use crate::error::AgentError;
@@ -99,24 +101,37 @@ impl Link {
                     _ => None,
                 })
                 .await?;
-            let mut awaiting = 0usize;
+            let sources: Vec<(ChunkId, BlobSource)> = missing
+                .into_iter()
+                .filter_map(|id| Some((id, syncer.pending.get(&id)?.clone())))
+                .collect();
             // Blobs whose file changed or moved since the scan stay pending (see
             // `Syncer::repoint_pending`); everything else in the batch is now at the relay.
             let mut unsent: HashSet<ChunkId> = HashSet::new();
-            for id in missing {
-                let Some(source) = syncer.pending.get(&id).cloned() else {
-                    continue;
+            let mut awaiting = 0usize;
+            // Each group is read, verified and compressed on every core while the one before
+            // it is sent.
+            let mut groups = groups_of(sources).into_iter();
+            let mut next = groups.next().map(|g| prepare(&syncer.root, g));
+            while let Some(job) = next.take() {
+                let prepared = match job.await {
+                    Ok(prepared) => prepared,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => return Err(AgentError::Protocol(format!("upload stopped: {e}"))),
                 };
-                let raw = match read_source(syncer, &source, id) {
-                    Ok(raw) => raw,
-                    Err(path) => {
-                        stale.push(path);
-                        unsent.insert(id);
-                        continue;
+                next = groups.next().map(|g| prepare(&syncer.root, g));
+                for (id, outcome) in prepared {
+                    match outcome {
+                        Ok(blob) => {
+                            self.put(id, blob).await?;
+                            awaiting += 1;
+                        }
+                        Err(path) => {
+                            stale.push(path);
+                            unsent.insert(id);
+                        }
                     }
-                };
-                self.put(id, &raw).await?;
-                awaiting += 1;
+                }
             }
             while awaiting > 0 {
                 self.wait_for(|m| match m {
@@ -136,15 +151,15 @@ impl Link {
         Ok(stale)
     }
 
-    async fn put(&mut self, id: ChunkId, raw: &[u8]) -> Result<(), AgentError> {
-        let encoded = chunk::compress(raw);
+    async fn put(&mut self, id: ChunkId, blob: Prepared) -> Result<(), AgentError> {
+        let Prepared { raw_len, encoded } = blob;
         let encoded_len = encoded.bytes.len() as u32;
         let mut offset = 0usize;
         loop {
             let end = (offset + MAX_PIECE_BYTES).min(encoded.bytes.len());
             self.send(&ClientMessage::ChunkPut(ChunkPiece {
                 id,
-                raw_len: raw.len() as u32,
+                raw_len,
                 codec: encoded.codec,
                 encoded_len,
                 offset: offset as u32,
@@ -257,13 +272,65 @@ impl Link {
     }
 }
 
+/// A blob ready to send.
+struct Prepared {
+    raw_len: u32,
+    encoded: Encoded,
+}
+
+/// Raw bytes of the blobs prepared together (read, verified and compressed) while the group
+/// before is sent: enough to keep every core busy, little enough to hold twice.
+const GROUP_BYTES: u64 = 8 << 20;
+
+/// Splits blobs into groups of about [`GROUP_BYTES`].
+fn groups_of(sources: Vec<(ChunkId, BlobSource)>) -> Vec<Vec<(ChunkId, BlobSource)>> {
+    let mut groups: Vec<Vec<(ChunkId, BlobSource)>> = Vec::new();
+    let mut bytes = 0u64;
+    for (id, source) in sources {
+        let len = match &source {
+            BlobSource::File { len, .. } => u64::from(*len),
+            BlobSource::Bytes(bytes) => bytes.len() as u64,
+        };
+        match groups.last_mut() {
+            Some(group) if bytes + len <= GROUP_BYTES => group.push((id, source)),
+            _ => {
+                groups.push(vec![(id, source)]);
+                bytes = 0;
+            }
+        }
+        bytes += len;
+    }
+    groups
+}
+
+/// Reads, verifies and compresses a group of blobs on the blocking pool, every core at once;
+/// each comes back ready, or as the path whose file changed since its scan.
+fn prepare(
+    root: &Path,
+    group: Vec<(ChunkId, BlobSource)>,
+) -> tokio::task::JoinHandle<Vec<(ChunkId, Result<Prepared, String>)>> {
+    let root = root.to_owned();
+    tokio::task::spawn_blocking(move || {
+        group
+            .into_par_iter()
+            .map(|(id, source)| {
+                let prepared = read_source(&root, &source, id).map(|raw| Prepared {
+                    raw_len: raw.len() as u32,
+                    encoded: chunk::compress(&raw),
+                });
+                (id, prepared)
+            })
+            .collect()
+    })
+}
+
 /// Reads a pending blob's bytes, verifying them; `Err(path)` when the file changed since its scan.
-fn read_source(syncer: &Syncer, source: &BlobSource, id: ChunkId) -> Result<Vec<u8>, String> {
+fn read_source(root: &Path, source: &BlobSource, id: ChunkId) -> Result<Vec<u8>, String> {
     match source {
         BlobSource::Bytes(bytes) => Ok(bytes.clone()),
         BlobSource::File { path, offset, len } => {
             let read = || -> std::io::Result<Vec<u8>> {
-                let mut file = File::open(syncer.root.join(path))?;
+                let mut file = File::open(root.join(path))?;
                 file.seek(SeekFrom::Start(*offset))?;
                 let mut raw = vec![0u8; *len as usize];
                 file.read_exact(&mut raw)?;

@@ -304,11 +304,13 @@ impl Session {
             };
             Metrics::add(&relay.metrics.messages_in, 1);
             Metrics::add(&relay.metrics.bytes_in, frame.len() as u64);
+            let decoded = wire::decode_client(&frame);
+            let blob_piece = matches!(decoded, Ok(ClientMessage::ChunkPut(_)));
             relay
                 .gate
-                .throttle(&self.device.0, &self.user, frame.len())
+                .throttle(&self.device.0, &self.user, frame.len(), blob_piece)
                 .await;
-            let message = match wire::decode_client(&frame) {
+            let message = match decoded {
                 Ok(message) => message,
                 Err(error) => {
                     tracing::warn!(device = %self.device.short(), %error, "malformed message");

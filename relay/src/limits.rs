@@ -48,6 +48,12 @@ impl Default for Limits {
     }
 }
 
+/// Bytes a blob piece is charged at least. Uploads are bounded by the byte budget, not the
+/// message budget: a folder of 100,000 small files is 100,000 pieces, which 2,000 messages a
+/// second held to 50 s; a flood of tiny pieces still costs this much each (64k a second at the
+/// default byte rate).
+pub const MIN_PIECE_CHARGE: usize = 4096;
+
 /// Shared rate limiters and connection counters.
 pub struct Gate {
     /// The limits.
@@ -74,9 +80,15 @@ impl Gate {
     }
 
     /// Waits until `device` may send another message and its account `n` more bytes: a client
-    /// over its rate is slowed down, not served faster than its share.
-    pub async fn throttle(&self, device: &[u8; 32], user: &str, n: usize) {
-        self.messages.until_key_ready(device).await;
+    /// over its rate is slowed down, not served faster than its share. A blob piece counts
+    /// against the byte budget only, at no less than [`MIN_PIECE_CHARGE`] bytes.
+    pub async fn throttle(&self, device: &[u8; 32], user: &str, n: usize, blob_piece: bool) {
+        let n = if blob_piece {
+            n.max(MIN_PIECE_CHARGE)
+        } else {
+            self.messages.until_key_ready(device).await;
+            n
+        };
         let n = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
         if let Some(n) = NonZeroU32::new(n) {
             // A message larger than the burst can never pass; the frame limit keeps it far below.
@@ -118,5 +130,59 @@ impl Drop for Admission<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn gate(messages_per_second: u32, bytes_per_second: u32) -> Gate {
+        Gate::new(Limits {
+            messages_per_second,
+            bytes_per_second,
+            ..Limits::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn blob_pieces_are_held_by_bytes_not_by_message_count() {
+        // At one message a second, 200 messages would take over three minutes.
+        let gate = gate(1, 64 << 20);
+        let pieces = async {
+            for _ in 0..200 {
+                gate.throttle(&[1; 32], "u", 100, true).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), pieces)
+            .await
+            .expect("200 small pieces within the byte budget pass at once");
+    }
+
+    #[tokio::test]
+    async fn tiny_pieces_are_charged_the_minimum() {
+        // Two minimum charges fill the burst: the third piece waits for the bucket to refill.
+        let gate = gate(1000, 2 * MIN_PIECE_CHARGE as u32);
+        let started = Instant::now();
+        for _ in 0..3 {
+            gate.throttle(&[2; 32], "v", 10, true).await;
+        }
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(400),
+            "three 10-byte pieces passed in {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn other_messages_keep_their_message_budget() {
+        let gate = gate(2, 64 << 20);
+        let started = Instant::now();
+        for _ in 0..3 {
+            gate.throttle(&[3; 32], "w", 10, false).await;
+        }
+        assert!(started.elapsed() >= std::time::Duration::from_millis(400));
     }
 }

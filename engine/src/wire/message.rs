@@ -184,7 +184,8 @@ pub struct ChunkPiece {
     pub encoded_len: u32,
     /// Offset of this piece within the encoded blob.
     pub offset: u32,
-    /// The piece.
+    /// The piece (serialised as one run of bytes, not byte by byte).
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 

@@ -27,6 +27,29 @@ fn doc_heads_frame_is_byte_exact() {
 }
 
 #[test]
+fn chunk_piece_frame_is_byte_exact() {
+    // The piece's bytes travel as one length-prefixed run (postcard's layout for a byte
+    // sequence either way: serialising them as bytes rather than element by element keeps the
+    // wire format).
+    let frame = encode_client(&ClientMessage::ChunkPut(ChunkPiece {
+        id: ChunkId([7; 32]),
+        raw_len: 300,
+        codec: ChunkCodec::Zstd,
+        encoded_len: 3,
+        offset: 0,
+        data: vec![1, 2, 3],
+    }));
+    let mut expected = vec![0, 1, 4];
+    expected.extend([7; 32]);
+    expected.extend([0xac, 0x02, 1, 3, 0, 3, 1, 2, 3]);
+    assert_eq!(frame, expected);
+    assert_eq!(
+        decode_client(&frame).map(|m| encode_client(&m)),
+        Ok(frame.clone())
+    );
+}
+
+#[test]
 fn unknown_version_is_refused_before_decoding() {
     let mut frame = encode_client(&ClientMessage::Ping(1));
     frame[1] = 99;
