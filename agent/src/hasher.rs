@@ -11,11 +11,17 @@ use rayon::prelude::*;
 
 use cloud3_engine::chunk::{Manifest, ManifestEntry, cdc};
 
+/// Read buffer for large files.
+const READ_BUFFER: usize = 1 << 20;
+
 /// Chunks and hashes the file at `path`.
 pub fn hash_file(path: &Path) -> std::io::Result<Manifest> {
     let file = File::open(path)?;
+    // Small files (most of a large tree) get a buffer their size, not a megabyte each.
+    let buffer = usize::try_from(file.metadata()?.len())
+        .map_or(READ_BUFFER, |len| len.clamp(8 << 10, READ_BUFFER));
     let mut entries = Vec::new();
-    for chunk in cdc::stream(BufReader::with_capacity(1 << 20, file)) {
+    for chunk in cdc::stream(BufReader::with_capacity(buffer, file)) {
         let chunk = chunk?;
         entries.push(ManifestEntry {
             id: cloud3_engine::ids::ChunkId::of(&chunk),
@@ -43,16 +49,26 @@ pub fn hash_files(root: &Path, paths: &[&str]) -> HashMap<String, std::io::Resul
     } else {
         ProgressBar::hidden()
     };
-    let hashed = paths
-        .par_iter()
-        .map(|path| {
-            let manifest = hash_file(&root.join(path));
-            bar.inc(1);
-            ((*path).to_owned(), manifest)
-        })
-        .collect();
+    let hash = || {
+        paths
+            .par_iter()
+            .map(|path| {
+                let manifest = hash_file(&root.join(path));
+                bar.inc(1);
+                ((*path).to_owned(), manifest)
+            })
+            .collect()
+    };
+    let hashed = workers().map_or_else(hash, |pool| pool.install(hash));
     bar.finish_and_clear();
     hashed
+}
+
+/// A thread pool for one burst of work, one thread per core. Its threads end with it, and
+/// with them the memory their allocator kept cached (idle threads of a global pool kept tens
+/// of megabytes after a 100k-file scan); `None` runs the work on the global pool.
+pub fn workers() -> Option<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new().build().ok()
 }
 
 #[cfg(test)]

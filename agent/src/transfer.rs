@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::Arc;
 
 use cloud3_engine::chunk::{self, Encoded, Manifest};
 use cloud3_engine::ids::ChunkId;
@@ -15,6 +16,7 @@ use rayon::prelude::*;
 
 use crate::connection::Connection;
 use crate::error::AgentError;
+use crate::hasher;
 use crate::syncer::{BlobSource, Syncer};
 
 /// A connection plus the messages deferred while a transfer waited.
@@ -85,6 +87,7 @@ impl Link {
     pub async fn upload(&mut self, syncer: &mut Syncer) -> Result<Vec<String>, AgentError> {
         let mut stale = Vec::new();
         let ids: Vec<ChunkId> = syncer.pending.keys().copied().collect();
+        let pool = hasher::workers().map(Arc::new);
         for batch in ids.chunks(MAX_IDS_PER_MESSAGE) {
             self.next_request = self.next_request.wrapping_add(1);
             let request = self.next_request;
@@ -112,14 +115,18 @@ impl Link {
             // Each group is read, verified and compressed on every core while the one before
             // it is sent.
             let mut groups = groups_of(sources).into_iter();
-            let mut next = groups.next().map(|g| prepare(&syncer.root, g));
+            let mut next = groups
+                .next()
+                .map(|g| prepare(&syncer.root, g, pool.clone()));
             while let Some(job) = next.take() {
                 let prepared = match job.await {
                     Ok(prepared) => prepared,
                     Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                     Err(e) => return Err(AgentError::Protocol(format!("upload stopped: {e}"))),
                 };
-                next = groups.next().map(|g| prepare(&syncer.root, g));
+                next = groups
+                    .next()
+                    .map(|g| prepare(&syncer.root, g, pool.clone()));
                 for (id, outcome) in prepared {
                     match outcome {
                         Ok(blob) => {
@@ -308,19 +315,26 @@ fn groups_of(sources: Vec<(ChunkId, BlobSource)>) -> Vec<Vec<(ChunkId, BlobSourc
 fn prepare(
     root: &Path,
     group: Vec<(ChunkId, BlobSource)>,
+    pool: Option<Arc<rayon::ThreadPool>>,
 ) -> tokio::task::JoinHandle<Vec<(ChunkId, Result<Prepared, String>)>> {
     let root = root.to_owned();
     tokio::task::spawn_blocking(move || {
-        group
-            .into_par_iter()
-            .map(|(id, source)| {
-                let prepared = read_source(&root, &source, id).map(|raw| Prepared {
-                    raw_len: raw.len() as u32,
-                    encoded: chunk::compress(&raw),
-                });
-                (id, prepared)
-            })
-            .collect()
+        let prepare = || {
+            group
+                .into_par_iter()
+                .map(|(id, source)| {
+                    let prepared = read_source(&root, &source, id).map(|raw| Prepared {
+                        raw_len: raw.len() as u32,
+                        encoded: chunk::compress(&raw),
+                    });
+                    (id, prepared)
+                })
+                .collect()
+        };
+        match pool {
+            Some(pool) => pool.install(prepare),
+            None => prepare(),
+        }
     })
 }
 
