@@ -355,6 +355,10 @@ impl Syncer {
         }
         if self.db.doc_log_is_long() {
             tracing::debug!("folding the document log into one snapshot");
+            // Saving a whole large document needs several times its size for a moment (80 MiB
+            // at 100k files): the cached tree goes first and is derived again when next needed
+            // (folds are rare).
+            self.remote_cache = None;
             // The snapshot holds everything an increment would.
             batch.doc_snapshot = self.doc.save();
         } else {
