@@ -31,6 +31,9 @@ pub fn hash_file(path: &Path) -> std::io::Result<Manifest> {
     Ok(Manifest { entries })
 }
 
+/// Fewer files than this are read on the calling thread (a watcher's batch of a few saves).
+const PARALLEL_FILES: usize = 32;
+
 /// Below this many files no progress bar is shown.
 const PROGRESS_MIN_FILES: usize = 200;
 
@@ -49,17 +52,17 @@ pub fn hash_files(root: &Path, paths: &[&str]) -> HashMap<String, std::io::Resul
     } else {
         ProgressBar::hidden()
     };
-    let hash = || {
-        paths
-            .par_iter()
-            .map(|path| {
-                let manifest = hash_file(&root.join(path));
-                bar.inc(1);
-                ((*path).to_owned(), manifest)
-            })
-            .collect()
+    let one = |path: &&str| {
+        let manifest = hash_file(&root.join(path));
+        bar.inc(1);
+        ((*path).to_owned(), manifest)
     };
-    let hashed = workers().map_or_else(hash, |pool| pool.install(hash));
+    let hashed = if paths.len() < PARALLEL_FILES {
+        paths.iter().map(one).collect()
+    } else {
+        let hash = || paths.par_iter().map(one).collect();
+        workers().map_or_else(hash, |pool| pool.install(hash))
+    };
     bar.finish_and_clear();
     hashed
 }

@@ -87,7 +87,8 @@ impl Link {
     pub async fn upload(&mut self, syncer: &mut Syncer) -> Result<Vec<String>, AgentError> {
         let mut stale = Vec::new();
         let ids: Vec<ChunkId> = syncer.pending.keys().copied().collect();
-        let pool = hasher::workers().map(Arc::new);
+        // Made when a group is large enough to share out; ends with this upload.
+        let mut pool = None;
         for batch in ids.chunks(MAX_IDS_PER_MESSAGE) {
             self.next_request = self.next_request.wrapping_add(1);
             let request = self.next_request;
@@ -115,18 +116,14 @@ impl Link {
             // Each group is read, verified and compressed on every core while the one before
             // it is sent.
             let mut groups = groups_of(sources).into_iter();
-            let mut next = groups
-                .next()
-                .map(|g| prepare(&syncer.root, g, pool.clone()));
+            let mut next = groups.next().map(|g| prepare(&syncer.root, g, &mut pool));
             while let Some(job) = next.take() {
                 let prepared = match job.await {
                     Ok(prepared) => prepared,
                     Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                     Err(e) => return Err(AgentError::Protocol(format!("upload stopped: {e}"))),
                 };
-                next = groups
-                    .next()
-                    .map(|g| prepare(&syncer.root, g, pool.clone()));
+                next = groups.next().map(|g| prepare(&syncer.root, g, &mut pool));
                 for (id, outcome) in prepared {
                     match outcome {
                         Ok(blob) => {
@@ -289,48 +286,62 @@ struct Prepared {
 /// before is sent: enough to keep every core busy, little enough to hold twice.
 const GROUP_BYTES: u64 = 8 << 20;
 
+/// Groups smaller than this are prepared on one thread: spreading a few hundred tiny files over
+/// threads costs more than it saves.
+const PARALLEL_BYTES: u64 = 1 << 20;
+
+/// Blobs prepared together, and their raw bytes.
+struct Group {
+    blobs: Vec<(ChunkId, BlobSource)>,
+    bytes: u64,
+}
+
 /// Splits blobs into groups of about [`GROUP_BYTES`].
-fn groups_of(sources: Vec<(ChunkId, BlobSource)>) -> Vec<Vec<(ChunkId, BlobSource)>> {
-    let mut groups: Vec<Vec<(ChunkId, BlobSource)>> = Vec::new();
-    let mut bytes = 0u64;
+fn groups_of(sources: Vec<(ChunkId, BlobSource)>) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
     for (id, source) in sources {
         let len = match &source {
             BlobSource::File { len, .. } => u64::from(*len),
             BlobSource::Bytes(bytes) => bytes.len() as u64,
         };
         match groups.last_mut() {
-            Some(group) if bytes + len <= GROUP_BYTES => group.push((id, source)),
-            _ => {
-                groups.push(vec![(id, source)]);
-                bytes = 0;
+            Some(group) if group.bytes + len <= GROUP_BYTES => {
+                group.blobs.push((id, source));
+                group.bytes += len;
             }
+            _ => groups.push(Group {
+                blobs: vec![(id, source)],
+                bytes: len,
+            }),
         }
-        bytes += len;
     }
     groups
 }
 
-/// Reads, verifies and compresses a group of blobs on the blocking pool, every core at once;
-/// each comes back ready, or as the path whose file changed since its scan.
+/// Reads, verifies and compresses a group of blobs on the blocking pool (a large group on every
+/// core of `pool`); each comes back ready, or as the path whose file changed since its scan.
 fn prepare(
     root: &Path,
-    group: Vec<(ChunkId, BlobSource)>,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    group: Group,
+    pool: &mut Option<Arc<rayon::ThreadPool>>,
 ) -> tokio::task::JoinHandle<Vec<(ChunkId, Result<Prepared, String>)>> {
     let root = root.to_owned();
+    let one = move |(id, source): (ChunkId, BlobSource)| {
+        let prepared = read_source(&root, &source, id).map(|raw| Prepared {
+            raw_len: raw.len() as u32,
+            encoded: chunk::compress(&raw),
+        });
+        (id, prepared)
+    };
+    if group.bytes < PARALLEL_BYTES {
+        return tokio::task::spawn_blocking(move || group.blobs.into_iter().map(one).collect());
+    }
+    if pool.is_none() {
+        *pool = hasher::workers().map(Arc::new);
+    }
+    let pool = pool.clone();
     tokio::task::spawn_blocking(move || {
-        let prepare = || {
-            group
-                .into_par_iter()
-                .map(|(id, source)| {
-                    let prepared = read_source(&root, &source, id).map(|raw| Prepared {
-                        raw_len: raw.len() as u32,
-                        encoded: chunk::compress(&raw),
-                    });
-                    (id, prepared)
-                })
-                .collect()
-        };
+        let prepare = || group.blobs.into_par_iter().map(one).collect();
         match pool {
             Some(pool) => pool.install(prepare),
             None => prepare(),
