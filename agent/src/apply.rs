@@ -102,14 +102,14 @@ fn perform(
     let root = syncer.root.clone();
     match action {
         FileAction::Move { from, to, expect } => {
-            let (from_abs, to_abs) = (safe_path(&root, from)?, safe_path(&root, to)?);
+            let to_abs = safe_path(&root, to)?;
+            safe_path(&root, from)?;
             if !matches_known(syncer, from, expect) || to_abs.symlink_metadata().is_ok() {
                 return Ok(false);
             }
-            if let Some(parent) = to_abs.parent() {
-                fs::create_dir_all(parent).map_err(|e| AgentError::io("create", parent, e))?;
-            }
-            fs::rename(&from_abs, &to_abs).map_err(|e| AgentError::io("move", &from_abs, e))?;
+            let mut renamed = Renamed::default();
+            nofollow::move_within(&root, from, to, &mut renamed)?;
+            renamed.make_durable()?;
             let prefix = format!("{from}/");
             for (path, entry) in &syncer.index {
                 if path == from || path.starts_with(&prefix) {
@@ -131,9 +131,8 @@ fn perform(
             if !matches_known(syncer, path, expect) {
                 return Ok(false);
             }
-            let abs = safe_path(&root, path)?;
-            fs::rename(&abs, trash_path(syncer, path))
-                .map_err(|e| AgentError::io("move to trash", &abs, e))?;
+            safe_path(&root, path)?;
+            nofollow::move_out(&root, path, &trash_path(syncer, path))?;
             batch.remove.push(path.clone());
         }
         FileAction::RemoveDir { path, .. } => {

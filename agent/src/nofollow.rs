@@ -37,7 +37,7 @@ pub fn rename_into(
     relative: &str,
     renamed: &mut Renamed,
 ) -> Result<(), AgentError> {
-    let (parent, name) = open_parent(root, relative)?;
+    let (parent, name) = open_parent(root, relative, false)?;
     rustix::fs::renameat(CWD, from, &parent, name)
         .map_err(|e| AgentError::io("rename", &root.join(relative), e.into()))?;
     let dir = relative.rsplit_once('/').map_or("", |(dir, _)| dir);
@@ -45,8 +45,41 @@ pub fn rename_into(
     Ok(())
 }
 
-/// The directory that holds `relative`, and the last component's name.
-fn open_parent<'a>(root: &Path, relative: &'a str) -> Result<(OwnedFd, &'a str), AgentError> {
+/// Moves `from` to `to` (both relative to `root`) within the folder, both parents opened
+/// without following symlinks; missing parents of `to` are created the same way. Nothing is
+/// moved out of or into a directory reached through a symlink. Durable once `renamed` is.
+pub fn move_within(
+    root: &Path,
+    from: &str,
+    to: &str,
+    renamed: &mut Renamed,
+) -> Result<(), AgentError> {
+    let (source, from_name) = open_parent(root, from, false)?;
+    let (target, to_name) = open_parent(root, to, true)?;
+    rustix::fs::renameat(&source, from_name, &target, to_name)
+        .map_err(|e| AgentError::io("move", &root.join(from), e.into()))?;
+    for (path, fd) in [(from, source), (to, target)] {
+        let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        renamed.0.entry(dir.to_owned()).or_insert(fd);
+    }
+    Ok(())
+}
+
+/// Moves `relative` (inside `root`) to `trash` (a path in the agent's own state directory),
+/// through a parent opened without following symlinks.
+pub fn move_out(root: &Path, relative: &str, trash: &Path) -> Result<(), AgentError> {
+    let (parent, name) = open_parent(root, relative, false)?;
+    rustix::fs::renameat(&parent, name, CWD, trash)
+        .map_err(|e| AgentError::io("move to trash", &root.join(relative), e.into()))
+}
+
+/// The directory that holds `relative`, and the last component's name; with `create`, missing
+/// directories on the way are made (each inside the one opened before it).
+fn open_parent<'a>(
+    root: &Path,
+    relative: &'a str,
+    create: bool,
+) -> Result<(OwnedFd, &'a str), AgentError> {
     let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
     let refuse = |errno: Errno| match errno {
         // A symlink or a file where a directory should be.
@@ -62,7 +95,17 @@ fn open_parent<'a>(root: &Path, relative: &'a str) -> Result<(OwnedFd, &'a str),
         if component == "." || component == ".." {
             return Err(AgentError::UnsafePath(relative.to_owned()));
         }
-        dir = rustix::fs::openat(&dir, component, flags, Mode::empty()).map_err(refuse)?;
+        let next = match rustix::fs::openat(&dir, component, flags, Mode::empty()) {
+            Err(Errno::NOENT) if create => {
+                match rustix::fs::mkdirat(&dir, component, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(errno) => return Err(refuse(errno)),
+                }
+                rustix::fs::openat(&dir, component, flags, Mode::empty())
+            }
+            other => other,
+        };
+        dir = next.map_err(refuse)?;
     }
     Ok((dir, name))
 }
@@ -108,5 +151,46 @@ mod tests {
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
         assert_eq!(renamed.0.len(), 2, "one directory handle per parent");
         renamed.make_durable().unwrap();
+    }
+
+    #[test]
+    fn moves_stay_inside_the_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("secret"), "outside").unwrap();
+        std::fs::write(root.join("a/f"), "mine").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        let mut renamed = Renamed::default();
+
+        move_within(&root, "a/f", "new/deep/g", &mut renamed).unwrap();
+        assert_eq!(std::fs::read(root.join("new/deep/g")).unwrap(), b"mine");
+        assert!(!root.join("a/f").exists());
+        renamed.make_durable().unwrap();
+
+        let mut renamed = Renamed::default();
+        for (from, to) in [("new/deep/g", "link/g"), ("link/secret", "stolen")] {
+            assert!(matches!(
+                move_within(&root, from, to, &mut renamed),
+                Err(AgentError::UnsafePath(_))
+            ));
+        }
+        assert!(matches!(
+            move_within(&root, "new/deep/g", "link/made/g", &mut renamed),
+            Err(AgentError::UnsafePath(_))
+        ));
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+        assert!(!root.join("stolen").exists());
+
+        let trash = tmp.path().join("trash-g");
+        move_out(&root, "new/deep/g", &trash).unwrap();
+        assert_eq!(std::fs::read(&trash).unwrap(), b"mine");
+        assert!(matches!(
+            move_out(&root, "link/secret", &tmp.path().join("trash-s")),
+            Err(AgentError::UnsafePath(_))
+        ));
+        assert!(outside.join("secret").exists());
     }
 }
