@@ -112,16 +112,24 @@ fn open_parent<'a>(
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
-    #[test]
-    fn a_file_goes_into_a_real_directory_and_never_through_a_symlink() {
+    /// A folder `root` holding `dir` and `link` (a symlink to the directory `outside`).
+    fn fixture(dir: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("root");
         let outside = tmp.path().join("outside");
-        std::fs::create_dir_all(root.join("real/sub")).unwrap();
+        std::fs::create_dir_all(root.join(dir)).unwrap();
         std::fs::create_dir_all(&outside).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        (tmp, root, outside)
+    }
+
+    #[test]
+    fn a_file_goes_into_a_real_directory_and_never_through_a_symlink() {
+        let (tmp, root, outside) = fixture("real/sub");
         std::fs::write(root.join("plain"), "a file").unwrap();
         let temp = |n: &str| {
             let path = tmp.path().join(n);
@@ -155,14 +163,9 @@ mod tests {
 
     #[test]
     fn moves_stay_inside_the_folder() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("root");
-        let outside = tmp.path().join("outside");
-        std::fs::create_dir_all(root.join("a")).unwrap();
-        std::fs::create_dir_all(&outside).unwrap();
+        let (tmp, root, outside) = fixture("a");
         std::fs::write(outside.join("secret"), "outside").unwrap();
         std::fs::write(root.join("a/f"), "mine").unwrap();
-        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
         let mut renamed = Renamed::default();
 
         move_within(&root, "a/f", "new/deep/g", &mut renamed).unwrap();
