@@ -23,7 +23,7 @@ use cloud3_engine::tree::{Content, ContentBody, NodeKind};
 use crate::db::{Batch, IndexEntry};
 use crate::error::AgentError;
 use crate::nofollow::{self, Renamed};
-use crate::syncer::{LocalChunks, Syncer, chunk_list, kind_byte, now_ns};
+use crate::syncer::{LocalChunks, Syncer, add_local_chunks, chunk_list, kind_byte, now_ns};
 use crate::transfer::Link;
 use crate::walk::{self, Stat};
 
@@ -306,13 +306,7 @@ async fn write_files(
         };
         match installed {
             Some(entry) => {
-                let mut offset = 0u64;
-                for (id, len) in &entry.chunks {
-                    local
-                        .entry(*id)
-                        .or_insert((write.path.clone(), offset, *len));
-                    offset += u64::from(*len);
-                }
+                add_local_chunks(local, &write.path, &entry.chunks);
                 batch.put.push((write.path.clone(), entry));
                 done += 1;
             }

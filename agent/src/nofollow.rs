@@ -27,6 +27,13 @@ impl Renamed {
         }
         Ok(())
     }
+
+    /// Keeps `parent`, the directory holding `relative`, to be made durable (once per
+    /// directory).
+    fn keep(&mut self, relative: &str, parent: OwnedFd) {
+        let dir = relative.rsplit_once('/').map_or("", |(dir, _)| dir);
+        self.0.entry(dir.to_owned()).or_insert(parent);
+    }
 }
 
 /// Renames the file at `from` to `relative` inside `root`, through parents opened without
@@ -40,8 +47,7 @@ pub fn rename_into(
     let (parent, name) = open_parent(root, relative, false)?;
     rustix::fs::renameat(CWD, from, &parent, name)
         .map_err(|e| AgentError::io("rename", &root.join(relative), e.into()))?;
-    let dir = relative.rsplit_once('/').map_or("", |(dir, _)| dir);
-    renamed.0.entry(dir.to_owned()).or_insert(parent);
+    renamed.keep(relative, parent);
     Ok(())
 }
 
@@ -58,10 +64,8 @@ pub fn move_within(
     let (target, to_name) = open_parent(root, to, true)?;
     rustix::fs::renameat(&source, from_name, &target, to_name)
         .map_err(|e| AgentError::io("move", &root.join(from), e.into()))?;
-    for (path, fd) in [(from, source), (to, target)] {
-        let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
-        renamed.0.entry(dir.to_owned()).or_insert(fd);
-    }
+    renamed.keep(from, source);
+    renamed.keep(to, target);
     Ok(())
 }
 

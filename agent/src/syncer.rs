@@ -424,6 +424,7 @@ impl Syncer {
 
     /// The content of an unchanged indexed file: the document's version when it matches, else
     /// rebuilt from the index's chunk list.
+    ///
     /// The derived tree answers for nodes in it (a lookup per file in Automerge itself made an
     /// unchanged 100k-file rescan spend most of its time there).
     fn content_of_entry(&self, entry: &IndexEntry, stat: &Stat, remote: &Remote) -> Content {
@@ -508,13 +509,18 @@ impl Syncer {
     pub fn local_chunks(&self) -> LocalChunks {
         let mut chunks = HashMap::new();
         for (path, entry) in &self.index {
-            let mut offset = 0u64;
-            for (id, len) in &entry.chunks {
-                chunks.entry(*id).or_insert((path.clone(), offset, *len));
-                offset += u64::from(*len);
-            }
+            add_local_chunks(&mut chunks, path, &entry.chunks);
         }
         chunks
+    }
+}
+
+/// Records where the chunks of the file at `path` lie (the first place found for a chunk stays).
+pub fn add_local_chunks(local: &mut LocalChunks, path: &str, chunks: &[(ChunkId, u32)]) {
+    let mut offset = 0u64;
+    for (id, len) in chunks {
+        local.entry(*id).or_insert((path.to_owned(), offset, *len));
+        offset += u64::from(*len);
     }
 }
 
