@@ -60,7 +60,9 @@ pub fn hash_files(root: &Path, paths: &[&str]) -> HashMap<String, std::io::Resul
     let hashed = if paths.len() < PARALLEL_FILES {
         paths.iter().map(one).collect()
     } else {
-        let hash = || paths.par_iter().map(one).collect();
+        // One file per work item: paths come sorted, so a few large files often sit side by
+        // side, and a default split would leave them to one thread while the other idles.
+        let hash = || paths.par_iter().with_max_len(1).map(one).collect();
         workers().map_or_else(hash, |pool| pool.install(hash))
     };
     bar.finish_and_clear();

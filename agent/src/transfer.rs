@@ -341,7 +341,14 @@ fn prepare(
     }
     let pool = pool.clone();
     tokio::task::spawn_blocking(move || {
-        let prepare = || group.blobs.into_par_iter().map(one).collect();
+        let prepare = || {
+            group
+                .blobs
+                .into_par_iter()
+                .with_max_len(1)
+                .map(one)
+                .collect()
+        };
         match pool {
             Some(pool) => pool.install(prepare),
             None => prepare(),
