@@ -153,7 +153,18 @@ struct Session {
     /// Complete blobs waiting to be stored in one batch.
     ready: Vec<(ChunkPiece, Vec<u8>)>,
     ready_bytes: usize,
+    /// The batch being verified and stored on the blocking pool while more blobs arrive (at
+    /// most one); acknowledged when it is durable.
+    storing: Option<Storing>,
 }
+
+/// A batch of blobs being stored: their ids and the store's outcome for each.
+struct Storing {
+    ids: Vec<ChunkId>,
+    job: tokio::task::JoinHandle<StoreOutcomes>,
+}
+
+type StoreOutcomes = Result<Vec<Result<(), crate::error::StoreError>>, crate::error::StoreError>;
 
 type Refusal = (CloseCode, String);
 
@@ -245,6 +256,7 @@ async fn authenticate(relay: &Relay, nonce: &[u8; 32], hello: Hello) -> Result<S
         upload_bytes: 0,
         ready: Vec::new(),
         ready_bytes: 0,
+        storing: None,
     })
 }
 
@@ -270,7 +282,24 @@ impl Session {
         tx: &mpsc::Sender<Outbound>,
     ) -> Result<(), String> {
         loop {
-            let next = if self.ready.is_empty() {
+            let next = if let Some(storing) = &mut self.storing {
+                // A batch is being stored: acknowledge it as soon as it is durable, and keep
+                // reading meanwhile.
+                tokio::select! {
+                    outcomes = &mut storing.job => {
+                        let ids = std::mem::take(&mut storing.ids);
+                        self.storing = None;
+                        self.acknowledge(relay, tx, ids, outcomes).await?;
+                        continue;
+                    }
+                    next = tokio::time::timeout(relay.gate.limits.idle_timeout, stream.next()) => {
+                        match next {
+                            Err(_) => return Err("idle timeout".into()),
+                            Ok(next) => next,
+                        }
+                    }
+                }
+            } else if self.ready.is_empty() {
                 match tokio::time::timeout(relay.gate.limits.idle_timeout, stream.next()).await {
                     Err(_) => return Err("idle timeout".into()),
                     Ok(next) => next,
@@ -280,7 +309,7 @@ impl Session {
                 match tokio::time::timeout(std::time::Duration::ZERO, stream.next()).await {
                     Ok(next) => next,
                     Err(_) => {
-                        self.flush_chunks(relay, tx).await?;
+                        self.start_storing(relay, tx).await?;
                         continue;
                     }
                 }
@@ -602,14 +631,38 @@ impl Session {
         self.ready_bytes += bytes.len();
         self.ready.push((header, bytes));
         if self.ready.len() >= FLUSH_BLOBS || self.ready_bytes >= FLUSH_BYTES {
-            self.flush_chunks(relay, tx).await?;
+            self.start_storing(relay, tx).await?;
         }
         Ok(())
     }
 
-    /// Stores the complete blobs received so far in one durable batch, then acknowledges each
-    /// (`ChunkStored` only after the commit) or reports why it was refused.
+    /// Stores every complete blob received so far and acknowledges each: what a message other
+    /// than a blob piece sees before it is handled.
     async fn flush_chunks(
+        &mut self,
+        relay: &Arc<Relay>,
+        tx: &mpsc::Sender<Outbound>,
+    ) -> Result<(), String> {
+        self.start_storing(relay, tx).await?;
+        self.finish_storing(relay, tx).await
+    }
+
+    /// Waits for the batch being stored, if any, and acknowledges it.
+    async fn finish_storing(
+        &mut self,
+        relay: &Arc<Relay>,
+        tx: &mpsc::Sender<Outbound>,
+    ) -> Result<(), String> {
+        if let Some(Storing { ids, job }) = self.storing.take() {
+            self.acknowledge(relay, tx, ids, job.await).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts storing the complete blobs received so far as one durable batch on the blocking
+    /// pool, once the batch before it is stored and acknowledged: the verification and the
+    /// commit of one batch overlap the arrival of the next.
+    async fn start_storing(
         &mut self,
         relay: &Arc<Relay>,
         tx: &mpsc::Sender<Outbound>,
@@ -617,6 +670,7 @@ impl Session {
         if self.ready.is_empty() {
             return Ok(());
         }
+        self.finish_storing(relay, tx).await?;
         let ready = std::mem::take(&mut self.ready);
         self.ready_bytes = 0;
         let ids: Vec<ChunkId> = ready.iter().map(|(header, _)| header.id).collect();
@@ -626,7 +680,7 @@ impl Session {
             self.device,
             relay.gate.limits.quota_bytes,
         );
-        let result = tokio::task::spawn_blocking(move || {
+        let job = tokio::task::spawn_blocking(move || {
             let blobs: Vec<crate::store::chunks::NewBlob<'_>> = ready
                 .iter()
                 .map(|(header, bytes)| crate::store::chunks::NewBlob {
@@ -637,8 +691,20 @@ impl Session {
                 })
                 .collect();
             store.put_chunks(&user, device, &blobs, quota)
-        })
-        .await;
+        });
+        self.storing = Some(Storing { ids, job });
+        Ok(())
+    }
+
+    /// Acknowledges a stored batch: `ChunkStored` for each blob now durable, or why it was
+    /// refused.
+    async fn acknowledge(
+        &mut self,
+        relay: &Arc<Relay>,
+        tx: &mpsc::Sender<Outbound>,
+        ids: Vec<ChunkId>,
+        result: Result<StoreOutcomes, tokio::task::JoinError>,
+    ) -> Result<(), String> {
         let outcomes = match result {
             Ok(Ok(outcomes)) => outcomes,
             _ => {
