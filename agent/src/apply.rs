@@ -450,15 +450,7 @@ fn matches_known(syncer: &Syncer, path: &str, expect: &Known) -> bool {
         tracing::debug!(path, "not applied: nothing on disk at this path");
         return false;
     };
-    let kind_matches = kind_byte(stat.kind) == entry.kind;
-    let matches = if stat.kind == NodeKind::Dir {
-        kind_matches && stat.inode == entry.inode
-    } else {
-        kind_matches
-            && stat.size == entry.size
-            && stat.mtime_ns == entry.mtime_ns
-            && stat.inode == entry.inode
-    };
+    let matches = on_disk_as_indexed(entry, &stat);
     if !matches {
         tracing::debug!(
             path,
@@ -468,6 +460,21 @@ fn matches_known(syncer: &Syncer, path: &str, expect: &Known) -> bool {
         );
     }
     matches
+}
+
+/// Whether a path's stat shows what its index entry recorded: a directory by its inode, anything
+/// else also by size, mtime and ctime. The ctime catches a rewrite that kept size and mtime (an
+/// editor or `cp -a` putting the old time back), which must not be overwritten or removed.
+fn on_disk_as_indexed(entry: &IndexEntry, stat: &Stat) -> bool {
+    let kind_matches = kind_byte(stat.kind) == entry.kind && stat.inode == entry.inode;
+    if stat.kind == NodeKind::Dir {
+        kind_matches
+    } else {
+        kind_matches
+            && stat.size == entry.size
+            && stat.mtime_ns == entry.mtime_ns
+            && stat.ctime_ns == entry.ctime_ns
+    }
 }
 
 fn read_local(syncer: &Syncer, path: &str, offset: u64, len: u32, id: ChunkId) -> Option<Vec<u8>> {
@@ -544,4 +551,63 @@ pub fn safe_path(root: &Path, relative: &str) -> Result<PathBuf, AgentError> {
         }
     }
     Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use cloud3_engine::ids::ChunkId;
+
+    use super::*;
+
+    fn file_stat() -> Stat {
+        Stat {
+            kind: NodeKind::File,
+            size: 4,
+            mtime_ns: 1_000,
+            inode: 7,
+            ctime_ns: 2_000,
+            mode: 0o644,
+        }
+    }
+
+    #[test]
+    fn a_rewrite_keeping_size_and_mtime_is_not_taken_for_the_indexed_file() {
+        let stat = file_stat();
+        let entry = entry_for(NodeId([1; 16]), &stat, Some(ChunkId([2; 32])), Vec::new());
+        assert!(on_disk_as_indexed(&entry, &stat));
+        let rewritten = Stat {
+            ctime_ns: 3_000,
+            ..file_stat()
+        };
+        assert!(
+            !on_disk_as_indexed(&entry, &rewritten),
+            "same size, mtime and inode but a later ctime: the bytes may differ"
+        );
+        let grown = Stat {
+            size: 5,
+            ..file_stat()
+        };
+        assert!(!on_disk_as_indexed(&entry, &grown));
+        let replaced = Stat {
+            inode: 8,
+            ..file_stat()
+        };
+        assert!(!on_disk_as_indexed(&entry, &replaced));
+    }
+
+    #[test]
+    fn a_directory_is_known_by_its_inode_alone() {
+        let dir = Stat {
+            kind: NodeKind::Dir,
+            size: 0,
+            ..file_stat()
+        };
+        let entry = entry_for(NodeId([1; 16]), &dir, None, Vec::new());
+        let touched = Stat {
+            mtime_ns: 5_000,
+            ctime_ns: 6_000,
+            ..dir
+        };
+        assert!(on_disk_as_indexed(&entry, &touched));
+    }
 }
