@@ -9,6 +9,9 @@
 //! - a changed file whose node the document changed since this device last saw it (a remote edit
 //!   not yet materialised) becomes a conflict copy instead of silently winning;
 //! - a vanished file whose node was edited remotely is not deleted (edit beats delete);
+//! - a path this device never indexed that the document already has, as a directory or as a
+//!   file or symlink with the same content, is that node (a folder that already held a copy,
+//!   joined to the document; a materialised entry whose index write a crash lost): no duplicate;
 //! - new nodes get ids from the caller, parents before children.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -182,6 +185,8 @@ impl Scanner<'_> {
             .map(|(_, k)| (k.inode, k))
             .collect();
         let mut seen: HashSet<NodeId> = HashSet::new();
+        // Built on the first path this device never indexed (none in a usual scan).
+        let mut unclaimed: Option<HashMap<&str, NodeId>> = None;
         // BTreeMap order puts a parent before its children.
         for (path, entry) in disk {
             let (parent_path, name) = split_path(path);
@@ -208,7 +213,7 @@ impl Scanner<'_> {
                     }
                     continue;
                 }
-                _ => match vanished_by_inode.remove(&entry.inode) {
+                indexed => match vanished_by_inode.remove(&entry.inode) {
                     Some(k) if k.kind == entry.kind && !seen.contains(&k.node) => {
                         let remote_entry = &remote[&k.node];
                         if remote_entry.parent != parent || split_path(&remote_entry.path).1 != name
@@ -222,18 +227,27 @@ impl Scanner<'_> {
                         self.update(path, k, entry, remote_entry, &mut result, &mut new_id);
                         k.node
                     }
-                    _ => {
-                        let id = new_id();
-                        result.ops.push(DocOp::Create {
-                            id,
-                            parent,
-                            name: name.to_owned(),
-                            kind: entry.kind,
-                            mode: entry.mode,
-                            content: entry.content.clone(),
-                        });
-                        id
-                    }
+                    _ => match indexed
+                        .is_none()
+                        .then(|| {
+                            adoptable(path, parent, entry, known, remote, &seen, &mut unclaimed)
+                        })
+                        .flatten()
+                    {
+                        Some(node) => node,
+                        None => {
+                            let id = new_id();
+                            result.ops.push(DocOp::Create {
+                                id,
+                                parent,
+                                name: name.to_owned(),
+                                kind: entry.kind,
+                                mode: entry.mode,
+                                content: entry.content.clone(),
+                            });
+                            id
+                        }
+                    },
                 },
             };
             seen.insert(node);
@@ -309,6 +323,37 @@ impl Scanner<'_> {
         result.nodes.insert(copy_path.clone(), id);
         result.conflict_copies.push((path.to_owned(), copy_path));
     }
+}
+
+/// The document's node at `path` if this device can take it for the unindexed entry there: a
+/// node of the same kind under the same parent that no index entry claims and this scan has not
+/// matched, and, unless a directory, with the same content. `unclaimed` (the document's paths
+/// whose nodes the index does not hold) is built on first use.
+fn adoptable<'r>(
+    path: &str,
+    parent: NodeId,
+    entry: &DiskEntry,
+    known: &BTreeMap<String, Known>,
+    remote: &'r HashMap<NodeId, RemoteEntry>,
+    seen: &HashSet<NodeId>,
+    unclaimed: &mut Option<HashMap<&'r str, NodeId>>,
+) -> Option<NodeId> {
+    let unclaimed = unclaimed.get_or_insert_with(|| {
+        let claimed: HashSet<NodeId> = known.values().map(|k| k.node).collect();
+        remote
+            .iter()
+            .filter(|(node, _)| !claimed.contains(node))
+            .map(|(node, r)| (r.path.as_str(), *node))
+            .collect()
+    });
+    let node = *unclaimed.get(path)?;
+    let theirs = &remote[&node];
+    let same = theirs.kind == entry.kind
+        && theirs.parent == parent
+        && (entry.kind == NodeKind::Dir
+            || theirs.content.as_ref().map(Content::hash)
+                == entry.content.as_ref().map(Content::hash));
+    (same && !seen.contains(&node)).then_some(node)
 }
 
 fn unchanged(known: &Known, entry: &DiskEntry) -> bool {

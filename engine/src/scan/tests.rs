@@ -231,3 +231,66 @@ fn a_file_deleted_remotely_but_touched_here_stays_indexed_for_its_removal() {
     assert!(result.ops.is_empty(), "{:?}", result.ops);
     assert_eq!(result.nodes.get("old.txt"), Some(&id(1)));
 }
+
+#[test]
+fn a_copy_already_on_disk_joins_the_documents_nodes_instead_of_duplicating_them() {
+    // The document has photos/ with x.txt and z.txt; this device never indexed anything but
+    // holds its own copy: photos/, the same x.txt, a different z.txt and a new y.txt.
+    let (_, _, doc) = synced(&[
+        (1, 0, "photos", dir(10)),
+        (2, 1, "photos/x.txt", file(11, "same")),
+        (3, 1, "photos/z.txt", file(12, "theirs")),
+    ]);
+    let mut disk = BTreeMap::new();
+    disk.insert("photos".to_string(), dir(50));
+    disk.insert("photos/x.txt".to_string(), file(51, "same"));
+    disk.insert("photos/y.txt".to_string(), file(52, "only here"));
+    disk.insert("photos/z.txt".to_string(), file(53, "mine"));
+    let result = scan(&disk, &BTreeMap::new(), &doc);
+    assert_eq!(
+        result.nodes["photos"],
+        id(1),
+        "the directory is the document's"
+    );
+    assert_eq!(
+        result.nodes["photos/x.txt"],
+        id(2),
+        "identical content: same node"
+    );
+    let created: Vec<(NodeId, String)> = result
+        .ops
+        .iter()
+        .map(|op| match op {
+            DocOp::Create { parent, name, .. } => (*parent, name.clone()),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        created,
+        vec![(id(1), "y.txt".into()), (id(1), "z.txt".into())],
+        "a new file and a different one are new nodes (the same-name rule keeps both)"
+    );
+}
+
+#[test]
+fn a_node_the_index_holds_elsewhere_or_of_another_kind_is_never_taken() {
+    // Node 2 is indexed at old.txt (moved remotely to new.txt, not yet materialised); a new
+    // local new.txt with the same bytes is a new node, not node 2.
+    let (mut disk, index, mut doc) = synced(&[(2, 0, "old.txt", file(11, "a"))]);
+    doc.get_mut(&id(2)).expect("node").path = "new.txt".into();
+    disk.insert("new.txt".into(), file(12, "a"));
+    // The document has a directory where this device has a file.
+    doc.insert(id(3), remote(0, "thing", &dir(13)));
+    disk.insert("thing".into(), file(14, "t"));
+    let result = scan(&disk, &index, &doc);
+    assert_ne!(result.nodes["new.txt"], id(2));
+    assert_ne!(result.nodes["thing"], id(3));
+    assert_eq!(
+        result
+            .ops
+            .iter()
+            .filter(|op| matches!(op, DocOp::Create { .. }))
+            .count(),
+        2
+    );
+}
