@@ -80,9 +80,19 @@ impl Session {
         match message {
             ServerMessage::DocHeads { folder, heads } if folder == self.folder => {
                 self.relay_heads = Some(heads.clone());
+                let caught_up = heads.iter().all(|h| syncer.doc.has_change(h));
                 let out = syncer.relay.on_heads(&mut syncer.doc, heads);
                 self.send_doc(syncer, out).await?;
                 syncer.persist()?;
+                if caught_up && syncer.join()? {
+                    // The first scan, now against everything the relay had: files this folder
+                    // already held that the document has too are the document's nodes.
+                    tracing::info!("joined the folder's document; scanning the folder");
+                    if syncer.scan(&HashSet::new())? {
+                        self.push(syncer).await?;
+                    }
+                    self.materialise(syncer).await?;
+                }
             }
             ServerMessage::DocChanges { folder, changes } if folder == self.folder => {
                 // Record local edits first, so they are concurrent with what arrives.

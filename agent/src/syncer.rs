@@ -28,6 +28,9 @@ use crate::walk::{self, Stat};
 /// next scan (git's "racy" rule: a same-size rewrite within the timestamp granularity).
 const RACY_NS: i128 = 2_000_000_000;
 
+/// Metadata key set once this device has joined the folder's document.
+const JOINED: &str = "joined";
+
 /// A blob this device must upload before the document changes that reference it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BlobSource {
@@ -77,6 +80,10 @@ pub struct Syncer {
     warned: HashSet<String>,
     /// The last derived tree and the heads it was derived at.
     remote_cache: Option<(Vec<[u8; 32]>, Remote)>,
+    /// Whether this device has once held everything the relay had of the folder. Until then it
+    /// does not scan: a folder that already holds files (a copy made before the device joined)
+    /// is scanned against the relay's document, so what it shares with it is not duplicated.
+    pub joined: bool,
     db: LocalDb,
 }
 
@@ -101,6 +108,8 @@ impl Syncer {
             None => Vec::new(),
         };
         let pending = db.load_pending()?;
+        // A device indexed before this flag existed has joined.
+        let joined = db.meta(JOINED)?.is_some() || !index.is_empty();
         clean_dir(&state.tmp_dir())?;
         Ok(Syncer {
             root: root.to_owned(),
@@ -116,6 +125,7 @@ impl Syncer {
             manifests: HashMap::new(),
             warned: HashSet::new(),
             remote_cache: None,
+            joined,
             db,
         })
     }
@@ -162,6 +172,10 @@ impl Syncer {
     /// listed in `reread`, e.g. because the watcher reported them). Records changes in the
     /// document and the index; returns whether anything changed.
     pub fn scan(&mut self, reread: &HashSet<String>) -> Result<bool, AgentError> {
+        if !self.joined {
+            tracing::debug!("not scanning before the folder's document arrives");
+            return Ok(false);
+        }
         // Derived first: deriving a large document needs several times the memory of its
         // result, which is better spent before the walk and the scan's own maps exist.
         let remote = self.remote();
@@ -485,6 +499,21 @@ impl Syncer {
     /// Saves state and the relay heads (after sync progress).
     pub fn persist(&mut self) -> Result<(), AgentError> {
         self.commit_batch(Batch::default(), false)
+    }
+
+    /// Records that this device holds everything the relay had of the folder: from now on it
+    /// scans. True the first time only.
+    pub fn join(&mut self) -> Result<bool, AgentError> {
+        if self.joined {
+            return Ok(false);
+        }
+        self.joined = true;
+        let batch = Batch {
+            meta: vec![(JOINED, vec![1])],
+            ..Batch::default()
+        };
+        self.commit_batch(batch, false)?;
+        Ok(true)
     }
 
     /// A fresh copy of what is stored, for when the in-memory document broke on a change

@@ -4,7 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use anyhow::Result;
-use cloud3_tests::{Entry, wait_until};
+use cloud3_tests::{Device, Entry, wait_until};
 
 use crate::setup;
 
@@ -204,5 +204,61 @@ fn a_rewrite_that_keeps_size_and_mtime_is_still_noticed() -> Result<()> {
     a.sync()?;
     b.sync()?;
     assert_eq!(b.read("same.txt"), Some(b"bbbb".to_vec()));
+    Ok(())
+}
+
+#[test]
+fn a_folder_that_already_holds_a_copy_joins_without_duplicates() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (relay, devices) = setup(tmp.path(), 1)?;
+    let laptop = &devices[0];
+    laptop.write("photos/x.jpg", "the same bytes");
+    laptop.write("photos/2024/y.jpg", "also the same");
+    laptop.write("notes.txt", "the laptop's notes");
+    laptop.sync()?;
+    // The desktop already holds a copy made before it joined: the same photos, one more, and
+    // its own notes.
+    let dir = tmp.path().join("desktop");
+    for (path, text) in [
+        ("photos/x.jpg", "the same bytes"),
+        ("photos/2024/y.jpg", "also the same"),
+        ("photos/z.jpg", "only on the desktop"),
+        ("notes.txt", "the desktop's notes"),
+    ] {
+        std::fs::create_dir_all(dir.join(path).parent().expect("parent"))?;
+        std::fs::write(dir.join(path), text)?;
+    }
+    let code = laptop.pair(false)?;
+    let desktop = Device::init(&dir, &relay, "alice", "--pair", &code, "desktop")?;
+    desktop.sync()?;
+    laptop.sync()?;
+    let tree = desktop.tree();
+    assert_eq!(tree, laptop.tree());
+    let files: Vec<&str> = tree
+        .iter()
+        .filter(|(_, entry)| matches!(entry, Entry::File(..)))
+        .map(|(path, _)| path.as_str())
+        .collect();
+    // One photos directory, each photo once; both notes kept, one under a conflict name.
+    assert_eq!(files.len(), 5, "{files:?}");
+    for photo in ["photos/x.jpg", "photos/2024/y.jpg", "photos/z.jpg"] {
+        assert!(files.contains(&photo), "{photo} in {files:?}");
+    }
+    let copy = files
+        .iter()
+        .find(|p| p.starts_with("notes (conflict from "))
+        .expect("one of the notes under a conflict name");
+    let mut notes = vec![
+        desktop.read("notes.txt").expect("notes.txt"),
+        desktop.read(copy).expect("the conflict copy"),
+    ];
+    notes.sort();
+    assert_eq!(
+        notes,
+        vec![
+            b"the desktop's notes".to_vec(),
+            b"the laptop's notes".to_vec()
+        ]
+    );
     Ok(())
 }
