@@ -108,15 +108,33 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, peer: SocketAddr) {
         }
     }
     drop(tx);
-    let _ = writer.await;
+    if writer.await.unwrap_or(false) {
+        linger(&mut stream).await;
+    }
     Metrics::sub(&relay.metrics.connections, 1);
 }
 
+/// How long a connection the relay closed stays open for the peer to read the close frame.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps a connection the relay closed open a moment, reading and dropping what still arrives
+/// (a lingering close, as web servers do): a socket closed with unread bytes, such as the rest of
+/// an oversized frame, is reset, and a reset can discard the close frame (and its reason) before
+/// the peer reads it.
+async fn linger(stream: &mut SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(_)) = stream.next().await {}
+        std::future::pending::<()>().await
+    })
+    .await;
+}
+
+/// Sends what the connection queues; true when it ended by sending a close frame.
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Outbound>,
     metrics: Arc<Metrics>,
-) {
+) -> bool {
     while let Some(outbound) = rx.recv().await {
         match outbound {
             Outbound::Message(message) => {
@@ -124,7 +142,7 @@ async fn write_loop(
                 Metrics::add(&metrics.messages_out, 1);
                 Metrics::add(&metrics.bytes_out, frame.len() as u64);
                 if sink.send(Message::Binary(frame.into())).await.is_err() {
-                    return;
+                    return false;
                 }
             }
             Outbound::Close(code, reason) => {
@@ -134,11 +152,12 @@ async fn write_loop(
                 };
                 let _ = sink.send(Message::Close(Some(frame))).await;
                 let _ = sink.close().await;
-                return;
+                return true;
             }
         }
     }
     let _ = sink.close().await;
+    false
 }
 
 /// An authenticated device's connection state.
