@@ -187,10 +187,12 @@ fn a_directory_swapped_for_a_symlink_during_a_download_is_never_written_through(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
-    // Swap once the download has started (a temp file exists) and the sync still runs.
+    // Swap once the download has started (a temp file exists) and the sync still runs. The
+    // agent empties its temp directory by removing and making it again when it starts.
     let temp = b.dir.join(".cloud3/tmp");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_dir(&temp)?.next().is_none() {
+    let downloading = || std::fs::read_dir(&temp).is_ok_and(|mut d| d.next().is_some());
+    while !downloading() {
         assert!(Instant::now() < deadline, "the download never started");
         assert!(
             sync.try_wait()?.is_none(),
