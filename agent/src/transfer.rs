@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use cloud3_engine::chunk::{self, Encoded, Manifest};
 use cloud3_engine::ids::ChunkId;
-use cloud3_engine::wire::limits::{MAX_IDS_PER_MESSAGE, MAX_PIECE_BYTES};
+use cloud3_engine::wire::limits::MAX_IDS_PER_MESSAGE;
 use cloud3_engine::wire::{ClientMessage, ServerMessage, message::ChunkPiece};
 use rayon::prelude::*;
 
@@ -99,10 +99,8 @@ impl Link {
             .await?;
             let missing = self
                 .wait_for(|m| match m {
-                    ServerMessage::ChunkMissing { request: r, ids } if *r == request => {
-                        Some(ids.clone())
-                    }
-                    _ => None,
+                    ServerMessage::ChunkMissing { request: r, ids } if r == request => Ok(ids),
+                    other => Err(other),
                 })
                 .await?;
             let sources: Vec<(ChunkId, BlobSource)> = missing
@@ -139,8 +137,8 @@ impl Link {
             }
             while awaiting > 0 {
                 self.wait_for(|m| match m {
-                    ServerMessage::ChunkStored { .. } => Some(()),
-                    _ => None,
+                    ServerMessage::ChunkStored { .. } => Ok(()),
+                    other => Err(other),
                 })
                 .await?;
                 awaiting -= 1;
@@ -157,25 +155,11 @@ impl Link {
 
     async fn put(&mut self, id: ChunkId, blob: Prepared) -> Result<(), AgentError> {
         let Prepared { raw_len, encoded } = blob;
-        let encoded_len = encoded.bytes.len() as u32;
-        let mut offset = 0usize;
-        loop {
-            let end = (offset + MAX_PIECE_BYTES).min(encoded.bytes.len());
-            self.send(&ClientMessage::ChunkPut(ChunkPiece {
-                id,
-                raw_len,
-                codec: encoded.codec,
-                encoded_len,
-                offset: offset as u32,
-                data: encoded.bytes[offset..end].to_vec(),
-            }))
-            .await?;
-            self.bytes_up += (end - offset) as u64;
-            offset = end;
-            if offset >= encoded.bytes.len() {
-                return Ok(());
-            }
+        for piece in ChunkPiece::split(id, raw_len, encoded.codec, encoded.bytes) {
+            self.bytes_up += piece.data.len() as u64;
+            self.send(&ClientMessage::ChunkPut(piece)).await?;
         }
+        Ok(())
     }
 
     /// Fetches blobs; each verified blob's raw bytes are handed to `on_blob` as it completes.
@@ -197,15 +181,15 @@ impl Link {
                 let message = self
                     .wait_for(|m| match m {
                         ServerMessage::ChunkData(piece) if outstanding.contains_key(&piece.id) => {
-                            Some(Ok(piece.clone()))
+                            Ok(Ok(piece))
                         }
-                        ServerMessage::ChunkUnavailable { id } if outstanding.contains_key(id) => {
-                            Some(Err(*id))
+                        ServerMessage::ChunkUnavailable { id } if outstanding.contains_key(&id) => {
+                            Ok(Err(id))
                         }
-                        _ => None,
+                        other => Err(other),
                     })
                     .await?;
-                let piece = match message {
+                let mut piece = match message {
                     Ok(piece) => piece,
                     Err(id) => {
                         outstanding.remove(&id);
@@ -223,7 +207,12 @@ impl Link {
                         piece.id
                     )));
                 }
-                buffer.extend_from_slice(&piece.data);
+                if buffer.is_empty() {
+                    // The first piece (all of a chunk) becomes the buffer without a copy.
+                    *buffer = std::mem::take(&mut piece.data);
+                } else {
+                    buffer.extend_from_slice(&piece.data);
+                }
                 if buffer.len() == piece.encoded_len as usize {
                     let encoded = outstanding.remove(&piece.id).unwrap_or_default();
                     let raw = chunk::open(piece.id, piece.codec, &encoded, piece.raw_len)
@@ -255,17 +244,17 @@ impl Link {
         Ok(manifest)
     }
 
-    /// Reads messages until `pick` accepts one; others are deferred. Errors from the relay end
-    /// the wait.
+    /// Reads messages until `pick` takes one (`Ok`); the ones it gives back are deferred.
+    /// Errors from the relay end the wait.
     async fn wait_for<T>(
         &mut self,
-        mut pick: impl FnMut(&ServerMessage) -> Option<T>,
+        mut pick: impl FnMut(ServerMessage) -> Result<T, ServerMessage>,
     ) -> Result<T, AgentError> {
         loop {
-            let message = self.connection.recv().await?;
-            if let Some(found) = pick(&message) {
-                return Ok(found);
-            }
+            let message = match pick(self.connection.recv().await?) {
+                Ok(found) => return Ok(found),
+                Err(message) => message,
+            };
             match message {
                 ServerMessage::Error { code, message } => {
                     return Err(AgentError::Refused(format!("{code:?}: {message}")));

@@ -458,23 +458,9 @@ impl Session {
                         tokio::task::spawn_blocking(move || store.get_chunk(&user, id)).await;
                     match blob {
                         Ok(Ok(Some(blob))) => {
-                            let encoded_len = blob.bytes.len() as u32;
-                            let mut offset = 0usize;
-                            loop {
-                                let end = (offset + MAX_PIECE_BYTES).min(blob.bytes.len());
-                                let piece = ChunkPiece {
-                                    id,
-                                    raw_len: blob.raw_len,
-                                    codec: blob.codec,
-                                    encoded_len,
-                                    offset: offset as u32,
-                                    data: blob.bytes[offset..end].to_vec(),
-                                };
+                            for piece in ChunkPiece::split(id, blob.raw_len, blob.codec, blob.bytes)
+                            {
                                 self.send(tx, ServerMessage::ChunkData(piece)).await?;
-                                offset = end;
-                                if offset >= blob.bytes.len() {
-                                    break;
-                                }
                             }
                         }
                         Ok(Ok(None)) => {
@@ -612,19 +598,18 @@ impl Session {
             return Err("blob over the size limit".into());
         }
         let id = piece.id;
-        let entry = self.uploads.entry(id).or_insert_with(|| {
-            let header = ChunkPiece {
-                data: Vec::new(),
-                ..piece.clone()
-            };
-            (header, Vec::new())
-        });
+        let mut piece = piece;
+        let data = std::mem::take(&mut piece.data);
+        let entry = self
+            .uploads
+            .entry(id)
+            .or_insert_with(|| (piece.clone(), Vec::new()));
         let (header, bytes) = entry;
         let consistent = header.encoded_len == piece.encoded_len
             && header.raw_len == piece.raw_len
             && header.codec == piece.codec
             && piece.offset as usize == bytes.len()
-            && bytes.len() + piece.data.len() <= encoded_len;
+            && bytes.len() + data.len() <= encoded_len;
         if !consistent {
             self.uploads.remove(&id);
             return self
@@ -635,8 +620,13 @@ impl Session {
                 )
                 .await;
         }
-        bytes.extend_from_slice(&piece.data);
-        self.upload_bytes += piece.data.len();
+        self.upload_bytes += data.len();
+        if bytes.is_empty() {
+            // The first piece (all of a chunk) becomes the buffer without a copy.
+            *bytes = data;
+        } else {
+            bytes.extend_from_slice(&data);
+        }
         if self.upload_bytes > 2 * MAX_BLOB_BYTES {
             return Err("too many unfinished uploads".into());
         }

@@ -189,6 +189,40 @@ pub struct ChunkPiece {
     pub data: Vec<u8>,
 }
 
+impl ChunkPiece {
+    /// The pieces of an encoded blob, in order, each at most `MAX_PIECE_BYTES`: a blob that fits
+    /// one piece (every chunk) moves its bytes into it, a larger one (a big manifest) is copied
+    /// out piece by piece.
+    pub fn split(
+        id: ChunkId,
+        raw_len: u32,
+        codec: ChunkCodec,
+        bytes: Vec<u8>,
+    ) -> impl Iterator<Item = ChunkPiece> {
+        use crate::wire::limits::MAX_PIECE_BYTES;
+        let encoded_len = bytes.len() as u32;
+        let piece = move |offset: usize, data: Vec<u8>| ChunkPiece {
+            id,
+            raw_len,
+            codec,
+            encoded_len,
+            offset: offset as u32,
+            data,
+        };
+        let (whole, split) = if bytes.len() <= MAX_PIECE_BYTES {
+            (Some(piece(0, bytes)), None)
+        } else {
+            let pieces: Vec<ChunkPiece> = bytes
+                .chunks(MAX_PIECE_BYTES)
+                .enumerate()
+                .map(|(n, data)| piece(n * MAX_PIECE_BYTES, data.to_vec()))
+                .collect();
+            (None, Some(pieces))
+        };
+        whole.into_iter().chain(split.into_iter().flatten())
+    }
+}
+
 /// Encoding of a blob's bytes on the wire and at rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ChunkCodec {

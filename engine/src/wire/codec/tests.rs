@@ -50,6 +50,33 @@ fn chunk_piece_frame_is_byte_exact() {
 }
 
 #[test]
+fn a_blob_splits_into_pieces_that_cover_it_in_order() {
+    use crate::wire::limits::MAX_PIECE_BYTES;
+    let id = ChunkId([3; 32]);
+    let small: Vec<ChunkPiece> = ChunkPiece::split(id, 9, ChunkCodec::Raw, vec![1; 9]).collect();
+    assert_eq!(small.len(), 1);
+    assert_eq!((small[0].offset, small[0].encoded_len), (0, 9));
+    assert_eq!(small[0].data, vec![1; 9]);
+
+    let len = 2 * MAX_PIECE_BYTES + 5;
+    let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let pieces: Vec<ChunkPiece> =
+        ChunkPiece::split(id, 7, ChunkCodec::Zstd, bytes.clone()).collect();
+    assert_eq!(pieces.len(), 3);
+    let mut joined = Vec::new();
+    for piece in &pieces {
+        assert_eq!(piece.offset as usize, joined.len());
+        assert_eq!(
+            (piece.id, piece.raw_len, piece.codec, piece.encoded_len),
+            (id, 7, ChunkCodec::Zstd, len as u32)
+        );
+        assert!(piece.data.len() <= MAX_PIECE_BYTES);
+        joined.extend_from_slice(&piece.data);
+    }
+    assert_eq!(joined, bytes);
+}
+
+#[test]
 fn unknown_version_is_refused_before_decoding() {
     let mut frame = encode_client(&ClientMessage::Ping(1));
     frame[1] = 99;
