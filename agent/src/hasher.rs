@@ -61,9 +61,14 @@ pub fn hash_files(root: &Path, paths: &[&str]) -> HashMap<String, std::io::Resul
         paths.iter().map(one).collect()
     } else {
         // One file per work item: paths come sorted, so a few large files often sit side by
-        // side, and a default split would leave them to one thread while the other idles.
-        let hash = || paths.par_iter().with_max_len(1).map(one).collect();
-        workers().map_or_else(hash, |pool| pool.install(hash))
+        // side, and a default split would leave them to one thread while the other idles. The
+        // results go straight into their slots of one vector (a map collected in parallel
+        // would gather a list of per-item vectors first).
+        let hash = || -> Vec<_> { paths.par_iter().with_max_len(1).map(one).collect() };
+        workers()
+            .map_or_else(hash, |pool| pool.install(hash))
+            .into_iter()
+            .collect()
     };
     bar.finish_and_clear();
     hashed
