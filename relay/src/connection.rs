@@ -31,6 +31,10 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, peer: SocketAddr) {
     let (tx, rx) = mpsc::channel(relay.gate.limits.outgoing_queue);
     let writer = tokio::spawn(write_loop(sink, rx, relay.metrics.clone()));
     let admission = relay.gate.admit(peer.ip());
+    // A connection refused over the caps is closed at once; any other the relay closes lingers
+    // (see `linger`), a refused handshake still counted against the caps while it does.
+    let over_caps = admission.is_none();
+    let mut refused_admission = None;
     let outcome = match admission {
         None => {
             let _ = tx
@@ -41,7 +45,7 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, peer: SocketAddr) {
                 .await;
             None
         }
-        Some(_admission) => {
+        Some(admission) => {
             let deadline = relay.gate.limits.handshake_timeout;
             match tokio::time::timeout(deadline, handshake(&relay, &mut stream, &tx)).await {
                 Ok(Ok(session)) => Some(session),
@@ -49,6 +53,7 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, peer: SocketAddr) {
                     Metrics::add(&relay.metrics.auth_failures, 1);
                     tracing::info!(%peer, ?code, reason, "handshake refused");
                     let _ = tx.send(Outbound::Close(code, reason)).await;
+                    refused_admission = Some(admission);
                     None
                 }
                 Err(_) => {
@@ -59,6 +64,7 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, peer: SocketAddr) {
                             "handshake timed out".into(),
                         ))
                         .await;
+                    refused_admission = Some(admission);
                     None
                 }
             }
@@ -108,9 +114,10 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, peer: SocketAddr) {
         }
     }
     drop(tx);
-    if writer.await.unwrap_or(false) {
+    if writer.await.unwrap_or(false) && !over_caps {
         linger(&mut stream).await;
     }
+    drop(refused_admission);
     Metrics::sub(&relay.metrics.connections, 1);
 }
 
