@@ -209,17 +209,16 @@ impl ChunkPiece {
             offset: offset as u32,
             data,
         };
-        let (whole, split) = if bytes.len() <= MAX_PIECE_BYTES {
-            (Some(piece(0, bytes)), None)
+        let pieces: Vec<ChunkPiece> = if bytes.len() <= MAX_PIECE_BYTES {
+            vec![piece(0, bytes)]
         } else {
-            let pieces: Vec<ChunkPiece> = bytes
+            bytes
                 .chunks(MAX_PIECE_BYTES)
                 .enumerate()
                 .map(|(n, data)| piece(n * MAX_PIECE_BYTES, data.to_vec()))
-                .collect();
-            (None, Some(pieces))
+                .collect()
         };
-        whole.into_iter().chain(split.into_iter().flatten())
+        pieces.into_iter()
     }
 }
 
