@@ -59,7 +59,7 @@ impl Session {
         let mut theirs = relay.clone();
         ours.sort();
         theirs.sort();
-        ours == theirs && syncer.pending.is_empty() && !self.link.has_deferred()
+        ours == theirs && syncer.joined && syncer.pending.is_empty() && !self.link.has_deferred()
     }
 
     /// Local changes were recorded: upload their blobs, then send the changes.
@@ -80,19 +80,10 @@ impl Session {
         match message {
             ServerMessage::DocHeads { folder, heads } if folder == self.folder => {
                 self.relay_heads = Some(heads.clone());
-                let caught_up = heads.iter().all(|h| syncer.doc.has_change(h));
                 let out = syncer.relay.on_heads(&mut syncer.doc, heads);
                 self.send_doc(syncer, out).await?;
                 syncer.persist()?;
-                if caught_up && syncer.join()? {
-                    // The first scan, now against everything the relay had: files this folder
-                    // already held that the document has too are the document's nodes.
-                    tracing::info!("joined the folder's document; scanning the folder");
-                    if syncer.scan(&HashSet::new())? {
-                        self.push(syncer).await?;
-                    }
-                    self.materialise(syncer).await?;
-                }
+                self.join_when_caught_up(syncer).await?;
             }
             ServerMessage::DocChanges { folder, changes } if folder == self.folder => {
                 // Record local edits first, so they are concurrent with what arrives.
@@ -125,6 +116,7 @@ impl Session {
                 syncer.persist()?;
                 self.send_doc(syncer, out).await?;
                 self.materialise(syncer).await?;
+                self.join_when_caught_up(syncer).await?;
                 status.last_sync = Some(crate::syncer::wall_now().0);
             }
             ServerMessage::Presence { online } => {
@@ -138,6 +130,24 @@ impl Session {
             other => tracing::debug!(?other, "ignoring message"),
         }
         Ok(())
+    }
+
+    /// Joins the folder once this device holds every change the relay last reported, with the
+    /// first scan (now against everything the relay had: files this folder already held that
+    /// the document has too are the document's nodes).
+    async fn join_when_caught_up(&mut self, syncer: &mut Syncer) -> Result<(), AgentError> {
+        let Some(heads) = &self.relay_heads else {
+            return Ok(());
+        };
+        if syncer.joined || !heads.iter().all(|h| syncer.doc.has_change(h)) {
+            return Ok(());
+        }
+        syncer.join()?;
+        tracing::info!("joined the folder's document; scanning the folder");
+        if syncer.scan(&HashSet::new())? {
+            self.push(syncer).await?;
+        }
+        self.materialise(syncer).await
     }
 
     /// Brings the disk to the document's state; rescans if anything was skipped.
