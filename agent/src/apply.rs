@@ -10,7 +10,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -22,6 +21,7 @@ use cloud3_engine::tree::{Content, ContentBody, NodeKind};
 
 use crate::db::{Batch, IndexEntry};
 use crate::error::AgentError;
+use crate::hasher;
 use crate::nofollow::{self, Renamed};
 use crate::syncer::{LocalChunks, Syncer, add_local_chunks, chunk_list, kind_byte, now_ns};
 use crate::transfer::Link;
@@ -51,14 +51,12 @@ pub async fn apply(
 ) -> Result<Applied, AgentError> {
     let mut applied = Applied::default();
     let mut writes = Vec::new();
-    // Directories made, indexed together: one commit per run of them rather than per directory
-    // (a folder of 10,000 directories paid 10,000 commits). A directory made but not indexed
-    // when the agent stops is adopted by the next scan as the document's node at its path.
-    let mut made_dirs = Batch::default();
+    // Directories made are indexed together, one commit per run of up to `DIR_BATCH` rather
+    // than per directory (a folder of 10,000 directories paid 10,000 commits); a directory made
+    // but not indexed when the agent stops is adopted by the next scan as the document's node at
+    // its path. Any other action is committed on its own, after the directories before it.
+    let mut batch = Batch::default();
     for action in actions {
-        if !matches!(action, FileAction::MakeDir { .. }) && !made_dirs.put.is_empty() {
-            syncer.commit_batch(std::mem::take(&mut made_dirs), false)?;
-        }
         match action {
             FileAction::Write {
                 path,
@@ -73,29 +71,24 @@ pub async fn apply(
                 mode,
                 replaces,
             }),
-            FileAction::MakeDir { .. } => {
-                if skip_unsafe(perform(syncer, &action, &mut made_dirs))?.unwrap_or(false) {
-                    applied.done += 1;
-                } else {
-                    applied.skipped += 1;
-                }
-                if made_dirs.put.len() >= DIR_BATCH {
-                    syncer.commit_batch(std::mem::take(&mut made_dirs), false)?;
-                }
-            }
             other => {
-                let mut batch = Batch::default();
+                let dir = matches!(other, FileAction::MakeDir { .. });
+                if !dir && !batch.put.is_empty() {
+                    syncer.commit_batch(std::mem::take(&mut batch), false)?;
+                }
                 if skip_unsafe(perform(syncer, &other, &mut batch))?.unwrap_or(false) {
                     applied.done += 1;
                 } else {
                     applied.skipped += 1;
                 }
-                syncer.commit_batch(batch, false)?;
+                if !dir || batch.put.len() >= DIR_BATCH {
+                    syncer.commit_batch(std::mem::take(&mut batch), false)?;
+                }
             }
         }
     }
-    if !made_dirs.put.is_empty() {
-        syncer.commit_batch(made_dirs, false)?;
+    if !batch.put.is_empty() {
+        syncer.commit_batch(batch, false)?;
     }
     // Where chunks can be copied from locally: built once, then extended with each group's
     // installed files (rebuilding it from the whole index per group was quadratic).
@@ -257,10 +250,9 @@ async fn write_files(
     // Local chunks first, verified; the rest from the relay.
     let mut remote_ids = Vec::new();
     for (id, places) in &wanted {
-        match local
-            .get(id)
-            .and_then(|(path, offset, len)| read_local(syncer, path, *offset, *len, *id))
-        {
+        match local.get(id).and_then(|(path, offset, len)| {
+            hasher::read_chunk(&syncer.root, path, *offset, *len, *id)
+        }) {
             Some(raw) => write_places(&temps, places, &raw)?,
             None => remote_ids.push(*id),
         }
@@ -498,14 +490,6 @@ fn on_disk_as_indexed(entry: &IndexEntry, stat: &Stat) -> bool {
             && stat.mtime_ns == entry.mtime_ns
             && stat.ctime_ns == entry.ctime_ns
     }
-}
-
-fn read_local(syncer: &Syncer, path: &str, offset: u64, len: u32, id: ChunkId) -> Option<Vec<u8>> {
-    let mut file = File::open(syncer.root.join(path)).ok()?;
-    file.seek(SeekFrom::Start(offset)).ok()?;
-    let mut raw = vec![0u8; len as usize];
-    file.read_exact(&mut raw).ok()?;
-    (ChunkId::of(&raw) == id).then_some(raw)
 }
 
 fn entry_for(

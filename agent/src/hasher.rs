@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, IsTerminal};
+use std::io::{BufReader, IsTerminal, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
 use cloud3_engine::chunk::{Manifest, ManifestEntry, cdc};
+use cloud3_engine::ids::ChunkId;
 
 /// Read buffer for large files.
 const READ_BUFFER: usize = 1 << 20;
@@ -24,11 +25,27 @@ pub fn hash_file(path: &Path) -> std::io::Result<Manifest> {
     for chunk in cdc::stream(BufReader::with_capacity(buffer, file)) {
         let chunk = chunk?;
         entries.push(ManifestEntry {
-            id: cloud3_engine::ids::ChunkId::of(&chunk),
+            id: ChunkId::of(&chunk),
             len: chunk.len() as u32,
         });
     }
     Ok(Manifest { entries })
+}
+
+/// Reads `len` bytes at `offset` of the file at `relative` (inside `root`): the chunk `id`, or
+/// `None` when the file no longer holds it there.
+pub fn read_chunk(
+    root: &Path,
+    relative: &str,
+    offset: u64,
+    len: u32,
+    id: ChunkId,
+) -> Option<Vec<u8>> {
+    let mut file = File::open(root.join(relative)).ok()?;
+    file.seek(SeekFrom::Start(offset)).ok()?;
+    let mut raw = vec![0u8; len as usize];
+    file.read_exact(&mut raw).ok()?;
+    (ChunkId::of(&raw) == id).then_some(raw)
 }
 
 /// Fewer files than this are read on the calling thread (a watcher's batch of a few saves).

@@ -502,18 +502,14 @@ impl Syncer {
     }
 
     /// Records that this device holds everything the relay had of the folder: from now on it
-    /// scans. True the first time only.
-    pub fn join(&mut self) -> Result<bool, AgentError> {
-        if self.joined {
-            return Ok(false);
-        }
+    /// scans.
+    pub fn join(&mut self) -> Result<(), AgentError> {
         self.joined = true;
         let batch = Batch {
             meta: vec![(JOINED, vec![1])],
             ..Batch::default()
         };
-        self.commit_batch(batch, false)?;
-        Ok(true)
+        self.commit_batch(batch, false)
     }
 
     /// A fresh copy of what is stored, for when the in-memory document broke on a change

@@ -3,8 +3,6 @@
 //! arrive while a transfer waits for its answers are kept, in order, for the main loop.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -350,17 +348,7 @@ fn read_source(root: &Path, source: &BlobSource, id: ChunkId) -> Result<Vec<u8>,
     match source {
         BlobSource::Bytes(bytes) => Ok(bytes.clone()),
         BlobSource::File { path, offset, len } => {
-            let read = || -> std::io::Result<Vec<u8>> {
-                let mut file = File::open(root.join(path))?;
-                file.seek(SeekFrom::Start(*offset))?;
-                let mut raw = vec![0u8; *len as usize];
-                file.read_exact(&mut raw)?;
-                Ok(raw)
-            };
-            match read() {
-                Ok(raw) if ChunkId::of(&raw) == id => Ok(raw),
-                _ => Err(path.clone()),
-            }
+            hasher::read_chunk(root, path, *offset, *len, id).ok_or_else(|| path.clone())
         }
     }
 }
