@@ -82,73 +82,117 @@ impl Link {
 
     /// Uploads every pending blob the relay lacks and waits until each is committed there.
     /// Returns the paths whose bytes changed since they were scanned (they need a rescan).
+    ///
+    /// One stream across the relay's answers: each batch of ids is asked about before the
+    /// batch ahead of it is sent, and each group of blobs is read, verified and compressed on
+    /// every core while the group before it is sent, so neither the answers nor the relay's
+    /// commits leave the link idle between batches.
     pub async fn upload(&mut self, syncer: &mut Syncer) -> Result<Vec<String>, AgentError> {
-        let mut stale = Vec::new();
         let ids: Vec<ChunkId> = syncer.pending.keys().copied().collect();
-        // Made when a group is large enough to share out; ends with this upload.
-        let mut pool = None;
-        for batch in ids.chunks(MAX_IDS_PER_MESSAGE) {
-            self.next_request = self.next_request.wrapping_add(1);
-            let request = self.next_request;
-            self.send(&ClientMessage::ChunkQuery {
-                request,
-                ids: batch.to_vec(),
+        let mut plan = Plan {
+            batches: ids.chunks(MAX_IDS_PER_MESSAGE),
+            asked: None,
+            groups: Vec::new().into_iter(),
+            pool: None,
+            awaiting: 0,
+        };
+        plan.asked = match plan.batches.next() {
+            Some(batch) => Some(self.query(batch).await?),
+            None => None,
+        };
+        let mut stale = Vec::new();
+        // Blobs whose file changed or moved since the scan stay pending (see
+        // `Syncer::repoint_pending`); every other blob asked about is at the relay once the
+        // stream ends.
+        let mut unsent: HashSet<ChunkId> = HashSet::new();
+        let mut next = self.next_group(&mut plan, syncer).await?;
+        while let Some(job) = next.take() {
+            let prepared = match job.await {
+                Ok(prepared) => prepared,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => return Err(AgentError::Protocol(format!("upload stopped: {e}"))),
+            };
+            next = self.next_group(&mut plan, syncer).await?;
+            for (id, outcome) in prepared {
+                match outcome {
+                    Ok(blob) => {
+                        self.put(id, blob).await?;
+                        plan.awaiting += 1;
+                    }
+                    Err(path) => {
+                        stale.push(path);
+                        unsent.insert(id);
+                    }
+                }
+            }
+        }
+        while plan.awaiting > 0 {
+            self.wait_for(|m| match m {
+                ServerMessage::ChunkStored { .. } => Ok(()),
+                other => Err(other),
             })
             .await?;
+            plan.awaiting -= 1;
+        }
+        let done: Vec<ChunkId> = ids.into_iter().filter(|id| !unsent.contains(id)).collect();
+        syncer.uploaded(&done);
+        Ok(stale)
+    }
+
+    /// Asks the relay which of `batch` it lacks; returns the request number of the answer.
+    async fn query(&mut self, batch: &[ChunkId]) -> Result<u32, AgentError> {
+        self.next_request = self.next_request.wrapping_add(1);
+        let request = self.next_request;
+        self.send(&ClientMessage::ChunkQuery {
+            request,
+            ids: batch.to_vec(),
+        })
+        .await?;
+        Ok(request)
+    }
+
+    /// Starts preparing the next group of blobs to send, taking the relay's answer for the next
+    /// batch (and asking about the one after) when the current batch has no groups left; `None`
+    /// when every batch is done.
+    async fn next_group(
+        &mut self,
+        plan: &mut Plan<'_>,
+        syncer: &Syncer,
+    ) -> Result<Option<PreparedGroup>, AgentError> {
+        loop {
+            if let Some(group) = plan.groups.next() {
+                return Ok(Some(prepare(&syncer.root, group, &mut plan.pool)));
+            }
+            let Some(request) = plan.asked.take() else {
+                return Ok(None);
+            };
+            let awaiting = &mut plan.awaiting;
             let missing = self
                 .wait_for(|m| match m {
-                    ServerMessage::ChunkMissing { request: r, ids } if r == request => Ok(ids),
+                    ServerMessage::ChunkMissing { request: r, ids } if r == request => {
+                        Ok(Some(ids))
+                    }
+                    // Commits of blobs already sent are counted as they come.
+                    ServerMessage::ChunkStored { .. } if *awaiting > 0 => {
+                        *awaiting -= 1;
+                        Ok(None)
+                    }
                     other => Err(other),
                 })
                 .await?;
+            let Some(missing) = missing else {
+                plan.asked = Some(request);
+                continue;
+            };
+            if let Some(batch) = plan.batches.next() {
+                plan.asked = Some(self.query(batch).await?);
+            }
             let sources: Vec<(ChunkId, BlobSource)> = missing
                 .into_iter()
                 .filter_map(|id| Some((id, syncer.pending.get(&id)?.clone())))
                 .collect();
-            // Blobs whose file changed or moved since the scan stay pending (see
-            // `Syncer::repoint_pending`); everything else in the batch is now at the relay.
-            let mut unsent: HashSet<ChunkId> = HashSet::new();
-            let mut awaiting = 0usize;
-            // Each group is read, verified and compressed on every core while the one before
-            // it is sent.
-            let mut groups = groups_of(sources).into_iter();
-            let mut next = groups.next().map(|g| prepare(&syncer.root, g, &mut pool));
-            while let Some(job) = next.take() {
-                let prepared = match job.await {
-                    Ok(prepared) => prepared,
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    Err(e) => return Err(AgentError::Protocol(format!("upload stopped: {e}"))),
-                };
-                next = groups.next().map(|g| prepare(&syncer.root, g, &mut pool));
-                for (id, outcome) in prepared {
-                    match outcome {
-                        Ok(blob) => {
-                            self.put(id, blob).await?;
-                            awaiting += 1;
-                        }
-                        Err(path) => {
-                            stale.push(path);
-                            unsent.insert(id);
-                        }
-                    }
-                }
-            }
-            while awaiting > 0 {
-                self.wait_for(|m| match m {
-                    ServerMessage::ChunkStored { .. } => Ok(()),
-                    other => Err(other),
-                })
-                .await?;
-                awaiting -= 1;
-            }
-            let done: Vec<ChunkId> = batch
-                .iter()
-                .copied()
-                .filter(|id| !unsent.contains(id))
-                .collect();
-            syncer.uploaded(&done);
+            plan.groups = groups_of(sources).into_iter();
         }
-        Ok(stale)
     }
 
     async fn put(&mut self, id: ChunkId, blob: Prepared) -> Result<(), AgentError> {
@@ -168,6 +212,7 @@ impl Link {
         mut on_blob: impl FnMut(ChunkId, Vec<u8>) -> Result<(), AgentError>,
     ) -> Result<Vec<ChunkId>, AgentError> {
         let mut unavailable = Vec::new();
+        let mut opening = Opening::default();
         for batch in ids.chunks(MAX_IDS_PER_MESSAGE) {
             self.send(&ClientMessage::ChunkGet {
                 ids: batch.to_vec(),
@@ -213,12 +258,11 @@ impl Link {
                 }
                 if buffer.len() == piece.encoded_len as usize {
                     let encoded = outstanding.remove(&piece.id).unwrap_or_default();
-                    let raw = chunk::open(piece.id, piece.codec, &encoded, piece.raw_len)
-                        .map_err(|e| AgentError::Protocol(e.to_string()))?;
-                    on_blob(piece.id, raw)?;
+                    opening.open(piece, encoded, &mut on_blob).await?;
                 }
             }
         }
+        opening.finish(&mut on_blob).await?;
         Ok(unavailable)
     }
 
@@ -262,6 +306,98 @@ impl Link {
         }
     }
 }
+
+/// Blobs at least this large (encoded) are decoded and verified on the blocking pool while the
+/// next ones arrive; smaller ones cost less to open than to hand over.
+const OPEN_ASIDE_BYTES: usize = 16 << 10;
+
+/// Blobs being opened aside at most at once: enough to keep the cores busy, little to hold.
+const OPENING_AT_MOST: usize = 8;
+
+/// Received blobs being decoded and verified off the receiving task, on a pool with one thread
+/// per core made for this fetch (tokio's blocking pool would grow threads, each keeping its own
+/// decompression context and allocator cache), handed on in arrival order.
+#[derive(Default)]
+struct Opening {
+    pool: Option<rayon::ThreadPool>,
+    jobs: VecDeque<(ChunkId, Opened)>,
+}
+
+type Opened = tokio::sync::oneshot::Receiver<Result<Vec<u8>, chunk::ChunkError>>;
+
+impl Opening {
+    /// Opens a complete blob (aside when large) and hands on every blob opened so far that
+    /// has to be waited for to keep at most [`OPENING_AT_MOST`] aside.
+    async fn open(
+        &mut self,
+        piece: ChunkPiece,
+        encoded: Vec<u8>,
+        on_blob: &mut impl FnMut(ChunkId, Vec<u8>) -> Result<(), AgentError>,
+    ) -> Result<(), AgentError> {
+        let ChunkPiece {
+            id, codec, raw_len, ..
+        } = piece;
+        if self.pool.is_none() && encoded.len() >= OPEN_ASIDE_BYTES {
+            self.pool = hasher::workers();
+        }
+        let Some(pool) = self
+            .pool
+            .as_ref()
+            .filter(|_| encoded.len() >= OPEN_ASIDE_BYTES)
+        else {
+            let raw = chunk::open(id, codec, &encoded, raw_len)
+                .map_err(|e| AgentError::Protocol(e.to_string()))?;
+            return on_blob(id, raw);
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        pool.spawn(move || {
+            let _ = tx.send(chunk::open(id, codec, &encoded, raw_len));
+        });
+        self.jobs.push_back((id, rx));
+        while self.jobs.len() > OPENING_AT_MOST {
+            self.hand_on_first(on_blob).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands on every blob still being opened.
+    async fn finish(
+        &mut self,
+        on_blob: &mut impl FnMut(ChunkId, Vec<u8>) -> Result<(), AgentError>,
+    ) -> Result<(), AgentError> {
+        while !self.jobs.is_empty() {
+            self.hand_on_first(on_blob).await?;
+        }
+        Ok(())
+    }
+
+    async fn hand_on_first(
+        &mut self,
+        on_blob: &mut impl FnMut(ChunkId, Vec<u8>) -> Result<(), AgentError>,
+    ) -> Result<(), AgentError> {
+        let Some((id, job)) = self.jobs.pop_front() else {
+            return Ok(());
+        };
+        let raw = job
+            .await
+            .map_err(|_| AgentError::Protocol(format!("opening blob {id} stopped")))?
+            .map_err(|e| AgentError::Protocol(e.to_string()))?;
+        on_blob(id, raw)
+    }
+}
+
+/// Where an upload stands: the batches not yet asked about, the answer awaited, the groups of
+/// the current batch not yet prepared, and how many sent blobs the relay has yet to commit.
+struct Plan<'a> {
+    batches: std::slice::Chunks<'a, ChunkId>,
+    asked: Option<u32>,
+    groups: std::vec::IntoIter<Group>,
+    pool: Option<Arc<rayon::ThreadPool>>,
+    awaiting: usize,
+}
+
+/// A group being prepared: each blob ready to send, or the path whose file changed.
+type PreparedGroup = tokio::task::JoinHandle<Vec<(ChunkId, Result<Prepared, String>)>>;
 
 /// A blob ready to send.
 struct Prepared {
@@ -307,11 +443,7 @@ fn groups_of(sources: Vec<(ChunkId, BlobSource)>) -> Vec<Group> {
 
 /// Reads, verifies and compresses a group of blobs on the blocking pool (a large group on every
 /// core of `pool`); each comes back ready, or as the path whose file changed since its scan.
-fn prepare(
-    root: &Path,
-    group: Group,
-    pool: &mut Option<Arc<rayon::ThreadPool>>,
-) -> tokio::task::JoinHandle<Vec<(ChunkId, Result<Prepared, String>)>> {
+fn prepare(root: &Path, group: Group, pool: &mut Option<Arc<rayon::ThreadPool>>) -> PreparedGroup {
     let root = root.to_owned();
     let one = move |(id, source): (ChunkId, BlobSource)| {
         let prepared = read_source(&root, &source, id).map(|raw| Prepared {

@@ -196,8 +196,13 @@ type Refusal = (CloseCode, String);
 
 /// Complete blobs are stored in batches of at most this many...
 const FLUSH_BLOBS: usize = 256;
+
 /// ...or this many bytes, or whatever has arrived when the socket has nothing more ready.
 const FLUSH_BYTES: usize = 8 << 20;
+
+/// Encoded bytes of stored blobs read at once to answer a `ChunkGet` (two runs are held: one
+/// being sent, the next being read).
+const READ_RUN_BYTES: u64 = 4 << 20;
 
 async fn handshake(
     relay: &Relay,
@@ -458,30 +463,7 @@ impl Session {
                         .error(tx, ErrorCode::Limit, "too many ids".into())
                         .await;
                 }
-                for id in ids {
-                    let store = relay.store.clone();
-                    let user = self.user.clone();
-                    let blob =
-                        tokio::task::spawn_blocking(move || store.get_chunk(&user, id)).await;
-                    match blob {
-                        Ok(Ok(Some(blob))) => {
-                            for piece in ChunkPiece::split(id, blob.raw_len, blob.codec, blob.bytes)
-                            {
-                                self.send(tx, ServerMessage::ChunkData(piece)).await?;
-                            }
-                        }
-                        Ok(Ok(None)) => {
-                            self.send(tx, ServerMessage::ChunkUnavailable { id })
-                                .await?
-                        }
-                        _ => {
-                            tracing::error!(user = %self.user, %id, "stored blob failed its check");
-                            self.send(tx, ServerMessage::ChunkUnavailable { id })
-                                .await?;
-                        }
-                    }
-                }
-                Ok(())
+                self.serve_chunks(relay, tx, ids).await
             }
             ClientMessage::PairRequest { read_only } => {
                 if self.read_only {
@@ -709,6 +691,63 @@ impl Session {
             store.put_chunks(&user, device, &blobs, quota)
         });
         self.storing = Some(Storing { ids, job });
+        Ok(())
+    }
+
+    /// Sends the blobs a device asked for, in order: read in runs of about [`READ_RUN_BYTES`],
+    /// the next run read while the one before is sent. A blob the store lacks, that nothing
+    /// references, or whose stored bytes are damaged (logged) is answered `ChunkUnavailable`.
+    async fn serve_chunks(
+        &mut self,
+        relay: &Arc<Relay>,
+        tx: &mpsc::Sender<Outbound>,
+        ids: Vec<ChunkId>,
+    ) -> Result<(), String> {
+        let ids: Arc<[ChunkId]> = ids.into();
+        let read = |from: usize| {
+            let (store, user, ids) = (relay.store.clone(), self.user.clone(), ids.clone());
+            tokio::task::spawn_blocking(move || {
+                store.get_chunks(&user, &ids[from..], READ_RUN_BYTES)
+            })
+        };
+        let mut from = 0;
+        let mut next = (!ids.is_empty()).then(|| read(0));
+        while let Some(job) = next.take() {
+            let blobs = match job.await {
+                Ok(Ok(blobs)) if !blobs.is_empty() => blobs,
+                _ => {
+                    tracing::error!(user = %self.user, "reading stored blobs failed");
+                    for &id in &ids[from..] {
+                        self.send(tx, ServerMessage::ChunkUnavailable { id })
+                            .await?;
+                    }
+                    return Ok(());
+                }
+            };
+            let run = from..from + blobs.len();
+            from = run.end;
+            if from < ids.len() {
+                next = Some(read(from));
+            }
+            for (&id, blob) in ids[run].iter().zip(blobs) {
+                match blob {
+                    Ok(Some(blob)) => {
+                        for piece in ChunkPiece::split(id, blob.raw_len, blob.codec, blob.bytes) {
+                            self.send(tx, ServerMessage::ChunkData(piece)).await?;
+                        }
+                    }
+                    Ok(None) => {
+                        self.send(tx, ServerMessage::ChunkUnavailable { id })
+                            .await?
+                    }
+                    Err(e) => {
+                        tracing::error!(user = %self.user, %id, error = %e, "stored blob failed its check");
+                        self.send(tx, ServerMessage::ChunkUnavailable { id })
+                            .await?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 

@@ -12,9 +12,6 @@ use crate::error::StoreError;
 
 /// Which blobs each user's documents reference.
 pub trait References {
-    /// Whether some version of the user's documents references `id`.
-    fn is_referenced(&self, user: &str, id: ChunkId) -> Result<bool, StoreError>;
-
     /// Stored folders whose history is not in the references yet (stored by a relay that did
     /// not keep them).
     fn unindexed_folders(&self) -> Result<Vec<(String, String)>, StoreError>;
@@ -24,12 +21,6 @@ pub trait References {
 }
 
 impl References for Store {
-    fn is_referenced(&self, user: &str, id: ChunkId) -> Result<bool, StoreError> {
-        let txn = self.db.begin_read().map_err(StoreError::db)?;
-        let table = txn.open_table(REFS).map_err(StoreError::db)?;
-        Ok(table.get((user, &id.0)).map_err(StoreError::db)?.is_some())
-    }
-
     fn unindexed_folders(&self) -> Result<Vec<(String, String)>, StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::db)?;
         let log = txn.open_table(DOC_LOG).map_err(StoreError::db)?;
