@@ -19,10 +19,12 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 
+use crate::error::StoreError;
 use crate::hub::{ConnId, Outbound};
 use crate::metrics::Metrics;
 use crate::server::Relay;
 use crate::store::AuthOutcome;
+use crate::store::chunks::VerifiedBlob;
 
 /// Drives one accepted socket to its end.
 pub async fn serve(relay: Arc<Relay>, socket: WebSocket, peer: SocketAddr) {
@@ -176,13 +178,19 @@ struct Session {
     /// Blobs being uploaded in pieces: id -> (first piece's header, bytes so far).
     uploads: HashMap<ChunkId, (ChunkPiece, Vec<u8>)>,
     upload_bytes: usize,
-    /// Complete blobs waiting to be stored in one batch.
-    ready: Vec<(ChunkPiece, Vec<u8>)>,
+    /// Complete blobs being verified on every core, waiting to be stored in one batch.
+    ready: Vec<Verifying>,
     ready_bytes: usize,
     /// The batch being verified and stored on the blocking pool while more blobs arrive (at
     /// most one); acknowledged when it is durable.
     storing: Option<Storing>,
 }
+
+/// A complete blob being decoded and checked against its id on the rayon pool.
+type Verifying = (
+    ChunkId,
+    tokio::sync::oneshot::Receiver<Result<VerifiedBlob, StoreError>>,
+);
 
 /// A batch of blobs being stored: their ids and the store's outcome for each.
 struct Storing {
@@ -190,7 +198,7 @@ struct Storing {
     job: tokio::task::JoinHandle<StoreOutcomes>,
 }
 
-type StoreOutcomes = Result<Vec<Result<(), crate::error::StoreError>>, crate::error::StoreError>;
+type StoreOutcomes = Result<Vec<Result<(), StoreError>>, StoreError>;
 
 type Refusal = (CloseCode, String);
 
@@ -627,7 +635,20 @@ impl Session {
         };
         self.upload_bytes = self.upload_bytes.saturating_sub(bytes.len());
         self.ready_bytes += bytes.len();
-        self.ready.push((header, bytes));
+        let (done, verdict) = tokio::sync::oneshot::channel();
+        rayon::spawn(move || {
+            let ChunkPiece {
+                id, codec, raw_len, ..
+            } = header;
+            // Decoders are fuzzed, but a panic here must not take the relay down with it.
+            let verified =
+                std::panic::catch_unwind(|| VerifiedBlob::verify(id, codec, raw_len, bytes))
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::Forbidden(format!("blob {id} is malformed")))
+                    });
+            let _ = done.send(verified);
+        });
+        self.ready.push((id, verdict));
         if self.ready.len() >= FLUSH_BLOBS || self.ready_bytes >= FLUSH_BYTES {
             self.start_storing(relay, tx).await?;
         }
@@ -671,7 +692,7 @@ impl Session {
         self.finish_storing(relay, tx).await?;
         let ready = std::mem::take(&mut self.ready);
         self.ready_bytes = 0;
-        let ids: Vec<ChunkId> = ready.iter().map(|(header, _)| header.id).collect();
+        let ids: Vec<ChunkId> = ready.iter().map(|(id, _)| *id).collect();
         let store = relay.store.clone();
         let (user, device, quota) = (
             self.user.clone(),
@@ -679,16 +700,37 @@ impl Session {
             relay.gate.limits.quota_bytes,
         );
         let job = tokio::task::spawn_blocking(move || {
-            let blobs: Vec<crate::store::chunks::NewBlob<'_>> = ready
-                .iter()
-                .map(|(header, bytes)| crate::store::chunks::NewBlob {
-                    id: header.id,
-                    codec: header.codec,
-                    raw_len: header.raw_len,
-                    bytes,
+            // Each blob's verdict, in order: refused ones keep their error, verified ones
+            // are stored together and take the store's outcome.
+            let verdicts: Vec<Result<VerifiedBlob, StoreError>> = ready
+                .into_iter()
+                .map(|(id, verdict)| {
+                    verdict.blocking_recv().unwrap_or_else(|_| {
+                        Err(StoreError::Forbidden(format!("blob {id} was not checked")))
+                    })
                 })
                 .collect();
-            store.put_chunks(&user, device, &blobs, quota)
+            let mut refused = Vec::with_capacity(verdicts.len());
+            let mut blobs = Vec::with_capacity(verdicts.len());
+            for verdict in verdicts {
+                match verdict {
+                    Ok(blob) => {
+                        blobs.push(blob);
+                        refused.push(None);
+                    }
+                    Err(e) => refused.push(Some(e)),
+                }
+            }
+            let mut stored = store.put_chunks(&user, device, &blobs, quota)?.into_iter();
+            Ok(refused
+                .into_iter()
+                .map(|refusal| match refusal {
+                    Some(e) => Err(e),
+                    None => stored.next().unwrap_or_else(|| {
+                        Err(StoreError::Database("no outcome for a stored blob".into()))
+                    }),
+                })
+                .collect())
         });
         self.storing = Some(Storing { ids, job });
         Ok(())

@@ -69,17 +69,35 @@ fn checksum(encoded: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(encoded)
 }
 
-/// A blob arriving from a device.
-#[derive(Clone, Copy, Debug)]
-pub struct NewBlob<'a> {
-    /// Its id (SHA-256 of the raw bytes).
-    pub id: ChunkId,
-    /// How `bytes` are encoded.
-    pub codec: ChunkCodec,
-    /// Its raw length.
-    pub raw_len: u32,
-    /// The encoded bytes.
-    pub bytes: &'a [u8],
+/// A blob arriving from a device, decoded (bounded by its declared size) and checked against
+/// its id: the only kind of blob [`Chunks::put_chunks`] stores. Checking is separate from storing
+/// so a connection can check each blob on every core as it arrives, while the batch before it is
+/// being written.
+#[derive(Debug)]
+pub struct VerifiedBlob {
+    id: ChunkId,
+    codec: ChunkCodec,
+    raw_len: u32,
+    bytes: Vec<u8>,
+}
+
+impl VerifiedBlob {
+    /// Checks encoded `bytes` against `id`; a blob that fails is refused (`Forbidden`).
+    pub fn verify(
+        id: ChunkId,
+        codec: ChunkCodec,
+        raw_len: u32,
+        bytes: Vec<u8>,
+    ) -> Result<VerifiedBlob, StoreError> {
+        chunk::open(id, codec, &bytes, raw_len)
+            .map_err(|e| StoreError::Forbidden(e.to_string()))?;
+        Ok(VerifiedBlob {
+            id,
+            codec,
+            raw_len,
+            bytes,
+        })
+    }
 }
 
 /// A stored blob, verified.
@@ -98,14 +116,14 @@ pub trait Chunks {
     /// Which of `ids` the user does not store.
     fn missing_chunks(&self, user: &str, ids: &[ChunkId]) -> Result<Vec<ChunkId>, StoreError>;
 
-    /// Verifies and stores blobs for `user`, on behalf of `device`, in one durable batch (one
-    /// pack flush, one transaction). Returns each blob's outcome once everything is durable;
-    /// the outer error means nothing of the batch was stored.
+    /// Stores verified blobs for `user`, on behalf of `device`, in one durable batch (one pack
+    /// flush, one transaction). Returns each blob's outcome once everything is durable; the
+    /// outer error means nothing of the batch was stored.
     fn put_chunks(
         &self,
         user: &str,
         device: DeviceId,
-        blobs: &[NewBlob<'_>],
+        blobs: &[VerifiedBlob],
         quota: u64,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
 
@@ -149,7 +167,7 @@ impl Chunks for Store {
         &self,
         user: &str,
         device: DeviceId,
-        blobs: &[NewBlob<'_>],
+        blobs: &[VerifiedBlob],
         quota: u64,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let mut outcomes: Vec<Result<(), StoreError>> = Vec::with_capacity(blobs.len());
@@ -159,10 +177,6 @@ impl Chunks for Store {
         // Taken from `missing` as accepted, so a blob sent twice in one batch is stored once.
         let mut missing: HashSet<ChunkId> = self.missing_chunks(user, &ids)?.into_iter().collect();
         for (n, blob) in blobs.iter().enumerate() {
-            if let Err(e) = chunk::open(blob.id, blob.codec, blob.bytes, blob.raw_len) {
-                outcomes.push(Err(StoreError::Forbidden(e.to_string())));
-                continue;
-            }
             if !missing.contains(&blob.id) {
                 outcomes.push(Ok(()));
                 continue;
@@ -179,7 +193,10 @@ impl Chunks for Store {
         if accepted.is_empty() {
             return Ok(outcomes);
         }
-        let bytes: Vec<&[u8]> = accepted.iter().map(|&n| blobs[n].bytes).collect();
+        let bytes: Vec<&[u8]> = accepted
+            .iter()
+            .map(|&n| blobs[n].bytes.as_slice())
+            .collect();
         let spans: Vec<PackSpan> = self
             .packs
             .lock()
@@ -196,7 +213,7 @@ impl Chunks for Store {
                     len: span.len,
                     zstd: blob.codec == ChunkCodec::Zstd,
                     raw_len: blob.raw_len,
-                    checksum: Some(checksum(blob.bytes)),
+                    checksum: Some(checksum(&blob.bytes)),
                 };
                 (blob.id, location)
             })
@@ -368,12 +385,8 @@ mod tests {
         let id = ChunkId::of(&raw);
         let encoded = compress(&raw);
         assert_eq!(encoded.codec, ChunkCodec::Zstd);
-        let blob = NewBlob {
-            id,
-            codec: encoded.codec,
-            raw_len: raw.len() as u32,
-            bytes: &encoded.bytes,
-        };
+        let blob =
+            VerifiedBlob::verify(id, encoded.codec, raw.len() as u32, encoded.bytes).unwrap();
         let outcomes = store.put_chunks("u", DEVICE, &[blob], u64::MAX).unwrap();
         assert!(outcomes[0].is_ok());
         (store, id, raw)
@@ -396,6 +409,17 @@ mod tests {
         let txn = store.db.begin_read().unwrap();
         let table = txn.open_table(CHUNKS).unwrap();
         ChunkLocation::decode(table.get(("u", &id.0)).unwrap().unwrap().value()).unwrap()
+    }
+
+    #[test]
+    fn a_blob_that_does_not_match_its_id_is_refused() {
+        let raw = b"what the device claims".to_vec();
+        let other = ChunkId::of(b"something else");
+        let refused = VerifiedBlob::verify(other, ChunkCodec::Raw, raw.len() as u32, raw);
+        assert!(matches!(refused, Err(StoreError::Forbidden(_))));
+        let bomb = compress(&vec![0u8; 1 << 20]);
+        let declared_small = VerifiedBlob::verify(other, bomb.codec, 1024, bomb.bytes);
+        assert!(matches!(declared_small, Err(StoreError::Forbidden(_))));
     }
 
     #[test]
