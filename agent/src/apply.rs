@@ -221,6 +221,10 @@ async fn write_files(
     // Temp files and where each chunk goes.
     let mut temps: Vec<Option<(PathBuf, File)>> = Vec::with_capacity(group.len());
     let mut wanted: HashMap<ChunkId, Vec<(usize, u64)>> = HashMap::new();
+    // Chunks in the order of the files they complete, so large files complete (and are flushed,
+    // see `Flushing`) one after another while the rest arrive.
+    let mut order: Vec<ChunkId> = Vec::new();
+    let mut flushing = Flushing::default();
     for (idx, (write, manifest)) in group.iter().zip(&manifests).enumerate() {
         let Some(manifest) = manifest else {
             temps.push(None);
@@ -242,19 +246,28 @@ async fn write_files(
             .map_err(|e| AgentError::io("size", &temp_path, e))?;
         let mut offset = 0u64;
         for entry in &manifest.entries {
-            wanted.entry(entry.id).or_default().push((idx, offset));
+            let places = wanted.entry(entry.id).or_default();
+            if places.is_empty() {
+                order.push(entry.id);
+            }
+            places.push((idx, offset));
             offset += u64::from(entry.len);
         }
+        flushing.expect(idx, manifest.entries.len(), manifest.size());
         temps.push(Some((temp_path, file)));
     }
     // Local chunks first, verified; the rest from the relay.
     let mut remote_ids = Vec::new();
-    for (id, places) in &wanted {
-        match local.get(id).and_then(|(path, offset, len)| {
-            hasher::read_chunk(&syncer.root, path, *offset, *len, *id)
+    for id in order {
+        let places = &wanted[&id];
+        match local.get(&id).and_then(|(path, offset, len)| {
+            hasher::read_chunk(&syncer.root, path, *offset, *len, id)
         }) {
-            Some(raw) => write_places(&temps, places, &raw)?,
-            None => remote_ids.push(*id),
+            Some(raw) => {
+                write_places(&temps, places, &raw)?;
+                flushing.written(&temps, places)?;
+            }
+            None => remote_ids.push(id),
         }
     }
     let mut failed: HashSet<usize> = HashSet::new();
@@ -264,6 +277,7 @@ async fn write_files(
                 link.fetch(&remote_ids, |id, raw| {
                     if let Some(places) = wanted.get(&id) {
                         write_places(&temps, places, &raw)?;
+                        flushing.written(&temps, places)?;
                     }
                     Ok(())
                 })
@@ -288,6 +302,7 @@ async fn write_files(
     }
     // Every temp file's bytes are on disk before any is renamed into place: one sync of the
     // file system for the group instead of an fsync per file.
+    flushing.wait().await?;
     sync_data(&temps)?;
     // Install each file.
     let (mut done, mut skipped) = (0, 0);
@@ -333,6 +348,65 @@ async fn write_files(
     renamed.make_durable()?;
     syncer.commit_batch(batch, false)?;
     Ok((done, skipped))
+}
+
+/// Files at least this large are flushed on their own as soon as they are complete.
+const FLUSH_EARLY_BYTES: u64 = 8 << 20;
+
+/// Large files of a group flushed to disk as each is complete, on the blocking pool, while the
+/// rest of the group arrives: the group's one `syncfs` then finds little left to write (a
+/// gigabyte of large files otherwise all waited for it at the end).
+#[derive(Default)]
+struct Flushing {
+    /// Per file of the group: chunk places not yet written (`None`: not flushed early).
+    left: HashMap<usize, usize>,
+    started: Vec<(PathBuf, tokio::task::JoinHandle<std::io::Result<()>>)>,
+}
+
+impl Flushing {
+    /// Notes a temp file of `chunks` chunk places and `size` bytes.
+    fn expect(&mut self, idx: usize, chunks: usize, size: u64) {
+        if size >= FLUSH_EARLY_BYTES {
+            self.left.insert(idx, chunks);
+        }
+    }
+
+    /// Notes chunk places written; a large file with none left starts flushing.
+    fn written(
+        &mut self,
+        temps: &[Option<(PathBuf, File)>],
+        places: &[(usize, u64)],
+    ) -> Result<(), AgentError> {
+        for (idx, _) in places {
+            let Some(left) = self.left.get_mut(idx) else {
+                continue;
+            };
+            *left = left.saturating_sub(1);
+            if *left > 0 {
+                continue;
+            }
+            self.left.remove(idx);
+            if let Some((path, file)) = &temps[*idx] {
+                let file = file
+                    .try_clone()
+                    .map_err(|e| AgentError::io("flush", path, e))?;
+                let job = tokio::task::spawn_blocking(move || file.sync_data());
+                self.started.push((path.clone(), job));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every flush started.
+    async fn wait(self) -> Result<(), AgentError> {
+        for (path, job) in self.started {
+            match job.await {
+                Ok(result) => result.map_err(|e| AgentError::io("flush", &path, e))?,
+                Err(e) => return Err(AgentError::io("flush", &path, std::io::Error::other(e))),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Makes the temp files' bytes durable: one `syncfs` of their file system covers them all.
