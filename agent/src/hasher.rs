@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, IsTerminal, Read, Seek, SeekFrom};
+use std::io::{IsTerminal, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -12,23 +12,18 @@ use rayon::prelude::*;
 use cloud3_engine::chunk::{Manifest, ManifestEntry, cdc};
 use cloud3_engine::ids::ChunkId;
 
-/// Read buffer for large files.
-const READ_BUFFER: usize = 1 << 20;
-
-/// Chunks and hashes the file at `path`.
+/// Chunks and hashes the file at `path`, reading it in blocks and hashing each chunk where it
+/// lies in the read buffer.
 pub fn hash_file(path: &Path) -> std::io::Result<Manifest> {
     let file = File::open(path)?;
-    // Small files (most of a large tree) get a buffer their size, not a megabyte each.
-    let buffer = usize::try_from(file.metadata()?.len())
-        .map_or(READ_BUFFER, |len| len.clamp(8 << 10, READ_BUFFER));
+    let size = file.metadata()?.len();
     let mut entries = Vec::new();
-    for chunk in cdc::stream(BufReader::with_capacity(buffer, file)) {
-        let chunk = chunk?;
+    cdc::for_each_chunk(file, size, |chunk| {
         entries.push(ManifestEntry {
-            id: ChunkId::of(&chunk),
+            id: ChunkId::of(chunk),
             len: chunk.len() as u32,
         });
-    }
+    })?;
     Ok(Manifest { entries })
 }
 

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::ops::Range;
 
-use fastcdc::v2020::{FastCDC, StreamCDC};
+use fastcdc::v2020::FastCDC;
 
 /// Smallest chunk (except a file's last).
 pub const MIN_SIZE: u32 = 16 * 1024;
@@ -19,18 +19,60 @@ pub fn cut(data: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
     FastCDC::new(data, MIN_SIZE, AVG_SIZE, MAX_SIZE).map(|c| c.offset..c.offset + c.length)
 }
 
-/// Chunks of a stream, read with a buffer of at most [`MAX_SIZE`] bytes.
-pub fn stream<R: Read>(reader: R) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
-    StreamCDC::new(reader, MIN_SIZE, AVG_SIZE, MAX_SIZE).map(|chunk| match chunk {
-        Ok(chunk) => Ok(chunk.data),
-        Err(fastcdc::v2020::Error::IoError(error)) => Err(error),
-        Err(other) => Err(std::io::Error::other(other.to_string())),
-    })
+/// Bytes read at once by [`for_each_chunk`] from a large stream.
+const READ_BLOCK: usize = 4 << 20;
+
+/// Calls `each` with every chunk of a stream, in order (the boundaries [`cut`] finds in the
+/// whole), each seen in place in a read buffer: no copy per chunk. The buffer starts at
+/// `size_hint + 1` bytes (a small file is read in one call), at most [`READ_BLOCK`], and grows
+/// when it cannot hold a whole chunk.
+pub fn for_each_chunk<R: Read>(
+    mut reader: R,
+    size_hint: u64,
+    mut each: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let start_len = usize::try_from(size_hint)
+        .map_or(READ_BLOCK, |hint| hint.saturating_add(1).min(READ_BLOCK));
+    let mut buffer = vec![0u8; start_len];
+    let mut filled = 0;
+    loop {
+        let mut end_of_stream = false;
+        while filled < buffer.len() {
+            match reader.read(&mut buffer[filled..]) {
+                Ok(0) => {
+                    end_of_stream = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // A chunk that ends where the bytes read so far end may only be cut short by the
+        // buffer: unless the stream ended, it is cut again once more bytes are in.
+        let mut done = 0;
+        for range in cut(&buffer[..filled]) {
+            if range.end == filled && !end_of_stream {
+                break;
+            }
+            each(&buffer[range.clone()]);
+            done = range.end;
+        }
+        if end_of_stream {
+            return Ok(());
+        }
+        buffer.copy_within(done..filled, 0);
+        filled -= done;
+        if filled == buffer.len() {
+            let grown = (buffer.len() * 2).max(2 * MAX_SIZE as usize);
+            buffer.resize(grown, 0);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use rand::{Rng, SeedableRng};
+    use rand::{Rng, RngExt, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
@@ -56,12 +98,50 @@ mod tests {
         }
     }
 
+    /// A reader handing out at most `step` bytes per call, as pipes and some file systems do.
+    struct Dribble<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Dribble<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
     #[test]
     fn streaming_matches_in_memory_cuts() {
-        let data = random_bytes(2, 1 << 20);
-        let streamed: Vec<Vec<u8>> = stream(&data[..]).map(Result::unwrap).collect();
-        let cut_up: Vec<Vec<u8>> = cut(&data).map(|r| data[r].to_vec()).collect();
-        assert_eq!(streamed, cut_up);
+        let seed = std::env::var("CLOUD3_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for round in 0..40 {
+            let len = match round % 4 {
+                0 => rng.random_range(0..64 << 10),
+                1 => rng.random_range(0..(2 * MAX_SIZE) as usize),
+                _ => rng.random_range(0..(3 * READ_BLOCK)),
+            };
+            // Half random, half repetitive, so both forced and found cuts occur.
+            let mut data = random_bytes(rng.random(), len);
+            data[len / 2..].iter_mut().for_each(|b| *b &= 0x3);
+            let step = rng.random_range(1..(1 << 20));
+            let hint = [0, len as u64, rng.random_range(0..(8 << 20))][rng.random_range(0..3)];
+            let mut streamed: Vec<Vec<u8>> = Vec::new();
+            for_each_chunk(Dribble { data: &data, step }, hint, |c| {
+                streamed.push(c.to_vec())
+            })
+            .unwrap();
+            let cut_up: Vec<Vec<u8>> = cut(&data).map(|r| data[r].to_vec()).collect();
+            assert!(
+                streamed == cut_up,
+                "seed {seed} round {round}: {len} bytes read {step} at a time, hint {hint}"
+            );
+        }
     }
 
     #[test]
