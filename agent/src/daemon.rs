@@ -111,6 +111,7 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
     let mut backoff = Duration::from_millis(200);
     loop {
         status.connected = false;
+        fill_status(&mut syncer, &mut status);
         status.save(&syncer.state)?;
         let session = tokio::select! {
             result = folder.connect() => result,
@@ -246,6 +247,7 @@ async fn collect_changes(
 }
 
 fn fill_status(syncer: &mut Syncer, status: &mut Status) {
+    status.waiting_to_join = !syncer.joined;
     status.pending_uploads = syncer.pending.len();
     status.pending_upload_bytes = syncer
         .pending

@@ -31,6 +31,10 @@ pub struct Status {
     pub conflicts: Vec<String>,
     /// The last error, if the agent is retrying.
     pub last_error: Option<String>,
+    /// The device has not yet once held everything the relay had of the folder, so it does not
+    /// record local changes yet (it joins on its first complete exchange with the relay).
+    #[serde(default)]
+    pub waiting_to_join: bool,
 }
 
 impl Status {

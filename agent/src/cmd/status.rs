@@ -42,6 +42,11 @@ pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
         Some(ms) => println!("synced:   {}", format_time(ms)),
         None => println!("synced:   never"),
     }
+    if status.waiting_to_join {
+        println!(
+            "joining:  not yet: local files are recorded once this device has reached the relay"
+        );
+    }
     println!(
         "pending:  {} uploads ({} bytes), {} downloads ({} bytes)",
         status.pending_uploads,

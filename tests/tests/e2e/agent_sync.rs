@@ -208,6 +208,51 @@ fn a_rewrite_that_keeps_size_and_mtime_is_still_noticed() -> Result<()> {
 }
 
 #[test]
+fn status_says_a_device_is_waiting_to_join_until_it_reaches_the_relay() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (relay, devices) = setup(tmp.path(), 1)?;
+    let laptop = &devices[0];
+    laptop.write("a.txt", "from the laptop");
+    laptop.sync()?;
+    let code = laptop.pair(false)?;
+    let dir = tmp.path().join("desktop");
+    let mut desktop = Device::init(&dir, &relay, "alice", "--pair", &code, "desktop")?;
+    let status = |device: &Device| -> Result<(serde_json::Value, String)> {
+        let json = device.command(&["status", "--json"])?;
+        let text = device.command(&["status"])?;
+        Ok((
+            serde_json::from_slice(&json.stdout)?,
+            String::from_utf8_lossy(&text.stdout).into_owned(),
+        ))
+    };
+    // Nothing listens on the discard port: the daemon works offline before it ever joined.
+    desktop.set_relay("ws://127.0.0.1:9")?;
+    desktop.start_daemon()?;
+    wait_until(
+        Duration::from_secs(10),
+        "the offline daemon's status",
+        || {
+            status(&desktop).is_ok_and(|(json, _)| {
+                json["daemon_running"] == true && json["waiting_to_join"] == true
+            })
+        },
+    )?;
+    let (_, text) = status(&desktop)?;
+    assert!(text.contains("joining:  not yet"), "{text}");
+    desktop.stop_daemon()?;
+    desktop.set_relay(&relay.url)?;
+    desktop.sync()?;
+    let (json, text) = status(&desktop)?;
+    assert_eq!(json["waiting_to_join"], false, "{json}");
+    assert!(!text.contains("joining"), "{text}");
+    assert_eq!(
+        desktop.read("a.txt").as_deref(),
+        Some(&b"from the laptop"[..])
+    );
+    Ok(())
+}
+
+#[test]
 fn a_folder_that_already_holds_a_copy_joins_without_duplicates() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let (relay, devices) = setup(tmp.path(), 1)?;
