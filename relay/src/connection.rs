@@ -202,6 +202,16 @@ type StoreOutcomes = Result<Vec<Result<(), StoreError>>, StoreError>;
 
 type Refusal = (CloseCode, String);
 
+/// The next frame from the device, which must come within `idle`.
+async fn next_within(
+    stream: &mut SplitStream<WebSocket>,
+    idle: std::time::Duration,
+) -> Result<Option<Result<Message, axum::Error>>, String> {
+    tokio::time::timeout(idle, stream.next())
+        .await
+        .map_err(|_| "idle timeout".to_owned())
+}
+
 /// Complete blobs are stored in batches of at most this many...
 const FLUSH_BLOBS: usize = 256;
 
@@ -331,18 +341,10 @@ impl Session {
                         self.acknowledge(relay, tx, ids, outcomes).await?;
                         continue;
                     }
-                    next = tokio::time::timeout(relay.gate.limits.idle_timeout, stream.next()) => {
-                        match next {
-                            Err(_) => return Err("idle timeout".into()),
-                            Ok(next) => next,
-                        }
-                    }
+                    next = next_within(stream, relay.gate.limits.idle_timeout) => next?,
                 }
             } else if self.ready.is_empty() {
-                match tokio::time::timeout(relay.gate.limits.idle_timeout, stream.next()).await {
-                    Err(_) => return Err("idle timeout".into()),
-                    Ok(next) => next,
-                }
+                next_within(stream, relay.gate.limits.idle_timeout).await?
             } else {
                 // Complete blobs wait for a batch only while more messages are already here.
                 match tokio::time::timeout(std::time::Duration::ZERO, stream.next()).await {
