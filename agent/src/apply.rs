@@ -358,7 +358,7 @@ const FLUSH_EARLY_BYTES: u64 = 8 << 20;
 /// gigabyte of large files otherwise all waited for it at the end).
 #[derive(Default)]
 struct Flushing {
-    /// Per file of the group: chunk places not yet written (`None`: not flushed early).
+    /// Per large file of the group: chunk places not yet written.
     left: HashMap<usize, usize>,
     started: Vec<(PathBuf, tokio::task::JoinHandle<std::io::Result<()>>)>,
 }

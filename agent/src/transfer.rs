@@ -307,8 +307,8 @@ impl Link {
     }
 }
 
-/// Blobs at least this large (encoded) are decoded and verified on the blocking pool while the
-/// next ones arrive; smaller ones cost less to open than to hand over.
+/// Blobs at least this large (encoded) are decoded and verified aside (see [`Opening`]) while
+/// the next ones arrive; smaller ones cost less to open than to hand over.
 const OPEN_ASIDE_BYTES: usize = 16 << 10;
 
 /// Blobs being opened aside at most at once: enough to keep the cores busy, little to hold.
