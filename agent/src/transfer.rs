@@ -307,9 +307,11 @@ impl Link {
     }
 }
 
-/// Blobs at least this large (encoded) are decoded and verified aside (see [`Opening`]) while
-/// the next ones arrive; smaller ones cost less to open than to hand over.
-const OPEN_ASIDE_BYTES: usize = 16 << 10;
+/// Blobs of at least this many raw bytes are decoded and verified aside (see [`Opening`]) while
+/// the next ones arrive; smaller ones cost less to open than to hand over. Raw, not encoded:
+/// the work is hashing and inflating the raw bytes, and a text chunk of 64 KiB arrives as a
+/// fraction of that.
+const OPEN_ASIDE_BYTES: u32 = 16 << 10;
 
 /// Blobs being opened aside at most at once: enough to keep the cores busy, little to hold.
 const OPENING_AT_MOST: usize = 8;
@@ -337,14 +339,11 @@ impl Opening {
         let ChunkPiece {
             id, codec, raw_len, ..
         } = piece;
-        if self.pool.is_none() && encoded.len() >= OPEN_ASIDE_BYTES {
+        let aside = raw_len >= OPEN_ASIDE_BYTES;
+        if self.pool.is_none() && aside {
             self.pool = hasher::workers();
         }
-        let Some(pool) = self
-            .pool
-            .as_ref()
-            .filter(|_| encoded.len() >= OPEN_ASIDE_BYTES)
-        else {
+        let Some(pool) = self.pool.as_ref().filter(|_| aside) else {
             let raw = chunk::open(id, codec, &encoded, raw_len)
                 .map_err(|e| AgentError::Protocol(e.to_string()))?;
             return on_blob(id, raw);
