@@ -93,8 +93,11 @@ pub async fn apply(
     // Where chunks can be copied from locally: built once, then extended with each group's
     // installed files (rebuilding it from the whole index per group was quadratic).
     let mut local = syncer.local_chunks();
-    for group in writes.chunks(WRITE_BATCH_FILES) {
-        let (done, skipped) = write_files(syncer, link.as_deref_mut(), group, &mut local).await?;
+    let groups: Vec<&[PendingWrite]> = writes.chunks(WRITE_BATCH_FILES).collect();
+    for (n, group) in groups.iter().enumerate() {
+        let next = groups.get(n + 1).copied();
+        let (done, skipped) =
+            write_files(syncer, link.as_deref_mut(), group, next, &mut local).await?;
         applied.done += done;
         applied.skipped += skipped;
     }
@@ -195,11 +198,13 @@ fn perform(
     Ok(true)
 }
 
-/// Assembles and installs a group of files. Returns (done, skipped).
+/// Assembles and installs a group of files, asking the relay for the `next` group's chunks
+/// while this one is installed. Returns (done, skipped).
 async fn write_files(
     syncer: &mut Syncer,
     mut link: Option<&mut Link>,
     group: &[PendingWrite],
+    next: Option<&[PendingWrite]>,
     local: &mut LocalChunks,
 ) -> Result<(usize, usize), AgentError> {
     let tmp_dir = syncer.state.tmp_dir();
@@ -271,8 +276,10 @@ async fn write_files(
         }
     }
     let mut failed: HashSet<usize> = HashSet::new();
-    if !remote_ids.is_empty() {
-        let unavailable = match link {
+    // Answers to what the group before asked ahead are taken even when nothing is missing now.
+    let asked_ahead = link.as_deref().is_some_and(Link::has_asked_ahead);
+    if !remote_ids.is_empty() || asked_ahead {
+        let unavailable = match link.as_deref_mut() {
             Some(link) => {
                 link.fetch(&remote_ids, |id, raw| {
                     if let Some(places) = wanted.get(&id) {
@@ -290,6 +297,10 @@ async fn write_files(
                 failed.extend(places.iter().map(|(idx, _)| *idx));
             }
         }
+    }
+    if let (Some(link), Some(next)) = (link, next) {
+        link.ask_ahead(ahead_of(syncer, next, local, &wanted))
+            .await?;
     }
     // The writer's modification time, as Dropbox and Syncthing keep it (a file written seconds
     // ago is also then not mistaken for a racy one by the next scan, which would read it again).
@@ -348,6 +359,42 @@ async fn write_files(
     renamed.make_durable()?;
     syncer.commit_batch(batch, false)?;
     Ok((done, skipped))
+}
+
+/// A group whose chunks to fetch come to more than this is not asked for ahead: the relay's
+/// connection would be held sending it while this device installs the group before.
+const ASK_AHEAD_BYTES: u64 = 8 << 20;
+
+/// The chunks of `group` to ask the relay for ahead: those its known manifests list that
+/// neither a local file nor the group before (`installing`) holds (a blob manifest not fetched
+/// yet is left to the group's own turn); none for a group of more than [`ASK_AHEAD_BYTES`].
+fn ahead_of(
+    syncer: &Syncer,
+    group: &[PendingWrite],
+    local: &LocalChunks,
+    installing: &HashMap<ChunkId, Vec<(usize, u64)>>,
+) -> Vec<ChunkId> {
+    let mut ids = Vec::new();
+    let mut seen = HashSet::new();
+    let mut bytes = 0u64;
+    for write in group {
+        let manifest = match &write.content.body {
+            ContentBody::Symlink(_) => continue,
+            ContentBody::Blob(id) => syncer.manifests.get(id).cloned(),
+            _ => syncer.manifest_of(&write.content),
+        };
+        for entry in manifest.iter().flat_map(|m| &m.entries) {
+            let held = local.get(&entry.id).is_some() || installing.contains_key(&entry.id);
+            if !held && seen.insert(entry.id) {
+                ids.push(entry.id);
+                bytes += u64::from(entry.len);
+            }
+        }
+        if bytes > ASK_AHEAD_BYTES {
+            return Vec::new();
+        }
+    }
+    ids
 }
 
 /// Files at least this large are flushed on their own as soon as they are complete.

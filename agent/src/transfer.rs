@@ -22,6 +22,8 @@ pub struct Link {
     connection: Connection,
     deferred: VecDeque<ServerMessage>,
     next_request: u32,
+    /// Blobs asked for ahead of the fetch that will take them (see [`Link::ask_ahead`]).
+    asked_ahead: Vec<ChunkId>,
     /// Bytes of blob data sent and received (for status and benchmarks).
     pub bytes_up: u64,
     /// Bytes of blob data received.
@@ -35,6 +37,7 @@ impl Link {
             connection,
             deferred: VecDeque::new(),
             next_request: 0,
+            asked_ahead: Vec::new(),
             bytes_up: 0,
             bytes_down: 0,
         }
@@ -204,6 +207,25 @@ impl Link {
         Ok(())
     }
 
+    /// Asks for blobs the next [`Link::fetch`] will want, so the relay reads and sends them
+    /// while this device does other work (installing the files fetched before). The next fetch
+    /// takes every answer to them first, handing on those it wants and dropping the rest.
+    pub async fn ask_ahead(&mut self, ids: Vec<ChunkId>) -> Result<(), AgentError> {
+        for batch in ids.chunks(MAX_IDS_PER_MESSAGE) {
+            self.send(&ClientMessage::ChunkGet {
+                ids: batch.to_vec(),
+            })
+            .await?;
+        }
+        self.asked_ahead.extend(ids);
+        Ok(())
+    }
+
+    /// Whether blobs asked for ahead still wait for a fetch to take them.
+    pub fn has_asked_ahead(&self) -> bool {
+        !self.asked_ahead.is_empty()
+    }
+
     /// Fetches blobs; each verified blob's raw bytes are handed to `on_blob` as it completes.
     /// Returns the ids the relay does not have (a newer change usually supersedes them).
     pub async fn fetch(
@@ -211,13 +233,28 @@ impl Link {
         ids: &[ChunkId],
         mut on_blob: impl FnMut(ChunkId, Vec<u8>) -> Result<(), AgentError>,
     ) -> Result<Vec<ChunkId>, AgentError> {
+        let wanted: HashSet<ChunkId> = ids.iter().copied().collect();
+        let ahead = std::mem::take(&mut self.asked_ahead);
+        let asked: HashSet<ChunkId> = ahead.iter().copied().collect();
+        let rest: Vec<ChunkId> = ids
+            .iter()
+            .copied()
+            .filter(|id| !asked.contains(id))
+            .collect();
+        let batches = std::iter::once((ahead, true)).chain(
+            rest.chunks(MAX_IDS_PER_MESSAGE)
+                .map(|batch| (batch.to_vec(), false)),
+        );
         let mut unavailable = Vec::new();
         let mut opening = Opening::default();
-        for batch in ids.chunks(MAX_IDS_PER_MESSAGE) {
-            self.send(&ClientMessage::ChunkGet {
-                ids: batch.to_vec(),
-            })
-            .await?;
+        for (batch, sent) in batches {
+            if batch.is_empty() {
+                continue;
+            }
+            if !sent {
+                self.send(&ClientMessage::ChunkGet { ids: batch.clone() })
+                    .await?;
+            }
             let mut outstanding: HashMap<ChunkId, Vec<u8>> =
                 batch.iter().map(|id| (*id, Vec::new())).collect();
             while !outstanding.is_empty() {
@@ -236,7 +273,9 @@ impl Link {
                     Ok(piece) => piece,
                     Err(id) => {
                         outstanding.remove(&id);
-                        unavailable.push(id);
+                        if wanted.contains(&id) {
+                            unavailable.push(id);
+                        }
                         continue;
                     }
                 };
@@ -258,7 +297,9 @@ impl Link {
                 }
                 if buffer.len() == piece.encoded_len as usize {
                     let encoded = outstanding.remove(&piece.id).unwrap_or_default();
-                    opening.open(piece, encoded, &mut on_blob).await?;
+                    if wanted.contains(&piece.id) {
+                        opening.open(piece, encoded, &mut on_blob).await?;
+                    }
                 }
             }
         }

@@ -61,6 +61,35 @@ fn renaming_a_directory_of_1000_files_sends_almost_nothing() -> Result<()> {
 }
 
 #[test]
+fn a_thousand_files_download_in_groups_asked_for_ahead() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    // Files are installed in groups of 256, each group's chunks asked for while the one before
+    // is installed. Files 256-511 repeat files 0-255: the group before brings them.
+    for i in 0..1000u64 {
+        let seed = if (256..512).contains(&i) { i - 256 } else { i };
+        let bytes = random_bytes(seed, 2048);
+        a.write(&format!("docs/f-{i:04}.bin"), &bytes);
+    }
+    a.sync()?;
+    let proxy_b = b.behind_proxy(&relay)?;
+    b.sync()?;
+    assert_eq!(b.tree(), a.tree());
+    assert_eq!(b.read("docs/f-0300.bin"), Some(random_bytes(44, 2048)));
+    let received = proxy_b.total();
+    eprintln!("1000 files of 2 KiB: {received} bytes to b");
+    let unique = 744 * 2048;
+    assert!(received >= unique, "b received {received} bytes");
+    // Every distinct blob once, plus the document and the protocol.
+    assert!(
+        received < unique + 384 * 1024,
+        "b received {received} bytes"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_copied_50_mib_file_is_not_uploaded_or_downloaded_again() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let (relay, devices) = setup(tmp.path(), 2)?;
