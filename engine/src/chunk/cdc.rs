@@ -24,7 +24,7 @@ const READ_BLOCK: usize = 4 << 20;
 
 /// Calls `each` with every chunk of a stream, in order (the boundaries [`cut`] finds in the
 /// whole), each seen in place in a read buffer: no copy per chunk. The buffer starts at
-/// `size_hint + 1` bytes (a small file is read in one call), at most [`READ_BLOCK`], and grows
+/// `size_hint + 1` bytes (a small file is read in one call), at most 4 MiB, and grows
 /// when it cannot hold a whole chunk.
 pub fn for_each_chunk<R: Read>(
     mut reader: R,

@@ -435,6 +435,47 @@ mod tests {
     }
 
     #[test]
+    fn blobs_are_served_in_runs_and_only_when_referenced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, first, _) = store_with_blob(tmp.path());
+        let mut ids = vec![first];
+        for n in 0..2u8 {
+            let raw = vec![n; 40_000];
+            let id = ChunkId::of(&raw);
+            let blob = VerifiedBlob::verify(id, ChunkCodec::Raw, 40_000, raw).unwrap();
+            store.put_chunks("u", DEVICE, &[blob], u64::MAX).unwrap()[0]
+                .as_ref()
+                .unwrap();
+            ids.push(id);
+        }
+        // The first two are named by a document; the third was uploaded but never referenced.
+        let txn = store.db.begin_write().unwrap();
+        let mut refs = txn.open_table(REFS).unwrap();
+        for id in &ids[..2] {
+            refs.insert(("u", &id.0), ()).unwrap();
+        }
+        drop(refs);
+        txn.commit().unwrap();
+
+        let all = store.get_chunks("u", &ids, u64::MAX).unwrap();
+        assert_eq!(all.len(), 3);
+        assert!(matches!(all[0], Ok(Some(_))));
+        assert!(matches!(&all[1], Ok(Some(b)) if b.bytes == vec![0u8; 40_000]));
+        assert!(matches!(all[2], Ok(None)));
+        // A run stops once its budget is spent, and always holds at least one blob.
+        let run = store.get_chunks("u", &ids, 1).unwrap();
+        assert_eq!(run.len(), 1);
+        let run = store.get_chunks("u", &ids[1..], 40_001).unwrap();
+        assert_eq!(run.len(), 2);
+        assert!(
+            store.get_chunks("other", &ids, u64::MAX).unwrap()[0]
+                .as_ref()
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
     fn a_damaged_pack_is_reported_and_never_served() {
         let tmp = tempfile::tempdir().unwrap();
         let (store, id, _) = store_with_blob(tmp.path());
