@@ -266,7 +266,7 @@ async fn write_files(
     for id in order {
         let places = &wanted[&id];
         match local.get(&id).and_then(|(path, offset, len)| {
-            hasher::read_chunk(&syncer.root, path, *offset, *len, id)
+            hasher::read_chunk(&syncer.root, path, *offset, *len, hasher::Expect::Id(id))
         }) {
             Some(raw) => {
                 write_places(&temps, places, &raw)?;

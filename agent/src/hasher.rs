@@ -12,35 +12,68 @@ use rayon::prelude::*;
 use cloud3_engine::chunk::{Manifest, ManifestEntry, cdc};
 use cloud3_engine::ids::ChunkId;
 
+/// A file read into its manifest, with an xxh3-64 checksum of each chunk's bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Hashed {
+    /// Its chunks and their SHA-256 ids.
+    pub manifest: Manifest,
+    /// Per chunk, in order: xxh3-64 of its bytes, so an upload reading a chunk back can tell
+    /// whether the file still holds it without a second SHA-256 over every byte.
+    pub checks: Vec<u64>,
+}
+
 /// Chunks and hashes the file at `path`, reading it in blocks and hashing each chunk where it
 /// lies in the read buffer.
-pub fn hash_file(path: &Path) -> std::io::Result<Manifest> {
+pub fn hash_file(path: &Path) -> std::io::Result<Hashed> {
     let file = File::open(path)?;
     let size = file.metadata()?.len();
     let mut entries = Vec::new();
+    let mut checks = Vec::new();
     cdc::for_each_chunk(file, size, |chunk| {
         entries.push(ManifestEntry {
             id: ChunkId::of(chunk),
             len: chunk.len() as u32,
         });
+        checks.push(checksum(chunk));
     })?;
-    Ok(Manifest { entries })
+    Ok(Hashed {
+        manifest: Manifest { entries },
+        checks,
+    })
 }
 
-/// Reads `len` bytes at `offset` of the file at `relative` (inside `root`): the chunk `id`, or
-/// `None` when the file no longer holds it there.
+/// The checksum [`Hashed::checks`] holds for a chunk's bytes.
+pub fn checksum(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
+/// How a chunk read back from a file is known to be the one expected.
+#[derive(Clone, Copy, Debug)]
+pub enum Expect {
+    /// Its SHA-256 is this id.
+    Id(ChunkId),
+    /// Its xxh3-64 is this (taken by the scan that found the chunk, whose id it has).
+    Checksum(u64),
+}
+
+/// Reads `len` bytes at `offset` of the file at `relative` (inside `root`): the expected chunk,
+/// or `None` when the file no longer holds it there.
 pub fn read_chunk(
     root: &Path,
     relative: &str,
     offset: u64,
     len: u32,
-    id: ChunkId,
+    expect: Expect,
 ) -> Option<Vec<u8>> {
     let mut file = File::open(root.join(relative)).ok()?;
     file.seek(SeekFrom::Start(offset)).ok()?;
     let mut raw = vec![0u8; len as usize];
     file.read_exact(&mut raw).ok()?;
-    (ChunkId::of(&raw) == id).then_some(raw)
+    let held = match expect {
+        Expect::Id(id) => ChunkId::of(&raw) == id,
+        Expect::Checksum(check) => checksum(&raw) == check,
+    };
+    held.then_some(raw)
 }
 
 /// Fewer files than this are read on the calling thread (a watcher's batch of a few saves).
@@ -52,7 +85,7 @@ const PROGRESS_MIN_FILES: usize = 200;
 /// Chunks and hashes `paths` (relative to `root`) on every core. On a terminal, a batch of
 /// `PROGRESS_MIN_FILES` or more shows a progress bar (an initial scan of a large tree); when
 /// stdout is not a terminal there is none.
-pub fn hash_files(root: &Path, paths: &[&str]) -> HashMap<String, std::io::Result<Manifest>> {
+pub fn hash_files(root: &Path, paths: &[&str]) -> HashMap<String, std::io::Result<Hashed>> {
     let bar = if paths.len() >= PROGRESS_MIN_FILES && std::io::stdout().is_terminal() {
         let style = ProgressStyle::with_template(
             "{msg} {wide_bar} {pos}/{len} files, {elapsed} elapsed, about {eta} left",
@@ -116,5 +149,33 @@ mod tests {
             assert_eq!(hashed[path].as_ref().unwrap(), &one, "{path}");
         }
         assert!(hashed["missing"].is_err());
+    }
+
+    #[test]
+    fn a_chunk_read_back_is_known_by_its_checksum_until_the_file_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        let bytes: Vec<u8> = (0..300_000u32).map(|n| (n * 7 % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let hashed = hash_file(&path).unwrap();
+        let entries = &hashed.manifest.entries;
+        assert_eq!(entries.len(), hashed.checks.len());
+        let (entry, check) = (entries[1], hashed.checks[1]);
+        let offset = u64::from(entries[0].len);
+        let by_id = read_chunk(tmp.path(), "f", offset, entry.len, Expect::Id(entry.id));
+        let by_check = read_chunk(tmp.path(), "f", offset, entry.len, Expect::Checksum(check));
+        assert_eq!(by_id, by_check);
+        assert_eq!(by_id.map(|raw| ChunkId::of(&raw)), Some(entry.id));
+        let mut changed = bytes;
+        changed[offset as usize + 5] ^= 1;
+        std::fs::write(&path, &changed).unwrap();
+        assert_eq!(
+            read_chunk(tmp.path(), "f", offset, entry.len, Expect::Checksum(check)),
+            None
+        );
+        assert_eq!(
+            read_chunk(tmp.path(), "f", offset, entry.len, Expect::Id(entry.id)),
+            None
+        );
     }
 }

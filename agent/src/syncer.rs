@@ -71,6 +71,10 @@ pub struct Syncer {
     pub relay: PeerSync,
     /// Blobs the relay may lack, referenced by local changes not yet acknowledged.
     pub pending: HashMap<ChunkId, BlobSource>,
+    /// xxh3-64 of pending chunks this process's scans read (see [`hasher::Hashed::checks`]):
+    /// an upload checks a chunk read back against it instead of its SHA-256. Not persisted:
+    /// pending chunks from before a restart are checked by their id.
+    pub pending_checks: HashMap<ChunkId, u64>,
     /// Pending blobs added or uploaded since the last commit (persisted with the next batch).
     pending_added: Vec<ChunkId>,
     pending_done: Vec<ChunkId>,
@@ -120,6 +124,7 @@ impl Syncer {
             index,
             relay: PeerSync::with_their_heads(relay_heads),
             pending,
+            pending_checks: HashMap::new(),
             pending_added: Vec::new(),
             pending_done: Vec::new(),
             manifests: HashMap::new(),
@@ -183,6 +188,7 @@ impl Syncer {
         let now_ns = now_ns();
         let mut disk = BTreeMap::new();
         let mut manifests: HashMap<String, Manifest> = HashMap::new();
+        let mut checks: HashMap<String, Vec<u64>> = HashMap::new();
         // Files whose bytes must be read, hashed on every core at once.
         let to_hash: Vec<&str> = found
             .iter()
@@ -217,7 +223,10 @@ impl Syncer {
                         Some(entry) => Some(self.content_of_entry(entry, stat, &remote)),
                         None => {
                             let manifest = match hashed.remove(path) {
-                                Some(Ok(manifest)) => manifest,
+                                Some(Ok(read)) => {
+                                    checks.insert(path.clone(), read.checks);
+                                    read.manifest
+                                }
                                 // Vanished or unreadable mid-scan: the next scan sees it.
                                 Some(Err(error)) => {
                                     tracing::warn!(path, %error, "cannot read file, skipping");
@@ -263,6 +272,9 @@ impl Syncer {
             if let Some(manifest) = manifests.remove(from) {
                 manifests.insert(to.clone(), manifest);
             }
+            if let Some(sums) = checks.remove(from) {
+                checks.insert(to.clone(), sums);
+            }
             if let Some(entry) = disk.remove(from) {
                 disk.insert(to.clone(), entry);
             }
@@ -283,7 +295,7 @@ impl Syncer {
             .collect();
         for (path, manifest) in &manifests {
             if recorded.contains(&manifest.content_hash()) {
-                self.queue_upload(path, manifest);
+                self.queue_upload(path, manifest, checks.get(path).map(Vec::as_slice));
             }
         }
         // The index now reflects the disk.
@@ -328,14 +340,16 @@ impl Syncer {
         let changed = !result.ops.is_empty();
         // Committing saves the document (the whole of it when the log is folded): the walk, the
         // derived tree and the scan's own maps, each as large as the folder, go first.
-        drop((found, disk, manifests, hashed, known, remote, result));
+        drop((
+            found, disk, manifests, checks, hashed, known, remote, result,
+        ));
         self.commit_batch(batch, changed)?;
         Ok(changed)
     }
 
-    fn queue_upload(&mut self, path: &str, manifest: &Manifest) {
+    fn queue_upload(&mut self, path: &str, manifest: &Manifest, checks: Option<&[u64]>) {
         let mut offset = 0u64;
-        for entry in &manifest.entries {
+        for (n, entry) in manifest.entries.iter().enumerate() {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.pending.entry(entry.id) {
                 slot.insert(BlobSource::File {
                     path: path.to_owned(),
@@ -343,6 +357,9 @@ impl Syncer {
                     len: entry.len,
                 });
                 self.pending_added.push(entry.id);
+                if let Some(&check) = checks.and_then(|c| c.get(n)) {
+                    self.pending_checks.insert(entry.id, check);
+                }
             }
             offset += u64::from(entry.len);
         }
@@ -489,10 +506,12 @@ impl Syncer {
             if self.pending.remove(id).is_some() {
                 self.pending_done.push(*id);
             }
+            self.pending_checks.remove(id);
         }
         if self.pending.is_empty() {
-            // After an initial upload the emptied table would keep room for every blob.
+            // After an initial upload the emptied tables would keep room for every blob.
             self.pending.shrink_to_fit();
+            self.pending_checks = HashMap::new();
         }
     }
 

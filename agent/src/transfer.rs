@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::connection::Connection;
 use crate::error::AgentError;
-use crate::hasher;
+use crate::hasher::{self, Expect};
 use crate::syncer::{BlobSource, Syncer};
 
 /// A connection plus the messages deferred while a transfer waited.
@@ -190,9 +190,15 @@ impl Link {
             if let Some(batch) = plan.batches.next() {
                 plan.asked = Some(self.query(batch).await?);
             }
-            let sources: Vec<(ChunkId, BlobSource)> = missing
+            let sources: Vec<Source> = missing
                 .into_iter()
-                .filter_map(|id| Some((id, syncer.pending.get(&id)?.clone())))
+                .filter_map(|id| {
+                    let expect = match syncer.pending_checks.get(&id) {
+                        Some(&check) => Expect::Checksum(check),
+                        None => Expect::Id(id),
+                    };
+                    Some((id, syncer.pending.get(&id)?.clone(), expect))
+                })
                 .collect();
             plan.groups = groups_of(sources).into_iter();
         }
@@ -453,27 +459,30 @@ const GROUP_BYTES: u64 = 8 << 20;
 /// threads costs more than it saves.
 const PARALLEL_BYTES: u64 = 1 << 20;
 
+/// A pending blob to send: its id, where its bytes are and how they are known when read.
+type Source = (ChunkId, BlobSource, Expect);
+
 /// Blobs prepared together, and their raw bytes.
 struct Group {
-    blobs: Vec<(ChunkId, BlobSource)>,
+    blobs: Vec<Source>,
     bytes: u64,
 }
 
 /// Splits blobs into groups of about [`GROUP_BYTES`].
-fn groups_of(sources: Vec<(ChunkId, BlobSource)>) -> Vec<Group> {
+fn groups_of(sources: Vec<Source>) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
-    for (id, source) in sources {
+    for (id, source, expect) in sources {
         let len = match &source {
             BlobSource::File { len, .. } => u64::from(*len),
             BlobSource::Bytes(bytes) => bytes.len() as u64,
         };
         match groups.last_mut() {
             Some(group) if group.bytes + len <= GROUP_BYTES => {
-                group.blobs.push((id, source));
+                group.blobs.push((id, source, expect));
                 group.bytes += len;
             }
             _ => groups.push(Group {
-                blobs: vec![(id, source)],
+                blobs: vec![(id, source, expect)],
                 bytes: len,
             }),
         }
@@ -485,8 +494,8 @@ fn groups_of(sources: Vec<(ChunkId, BlobSource)>) -> Vec<Group> {
 /// core of `pool`); each comes back ready, or as the path whose file changed since its scan.
 fn prepare(root: &Path, group: Group, pool: &mut Option<Arc<rayon::ThreadPool>>) -> PreparedGroup {
     let root = root.to_owned();
-    let one = move |(id, source): (ChunkId, BlobSource)| {
-        let prepared = read_source(&root, &source, id).map(|raw| Prepared {
+    let one = move |(id, source, expect): Source| {
+        let prepared = read_source(&root, &source, expect).map(|raw| Prepared {
             raw_len: raw.len() as u32,
             encoded: chunk::compress(&raw),
         });
@@ -515,12 +524,13 @@ fn prepare(root: &Path, group: Group, pool: &mut Option<Arc<rayon::ThreadPool>>)
     })
 }
 
-/// Reads a pending blob's bytes, verifying them; `Err(path)` when the file changed since its scan.
-fn read_source(root: &Path, source: &BlobSource, id: ChunkId) -> Result<Vec<u8>, String> {
+/// Reads a pending blob's bytes, checking them as `expect` says (the relay checks every blob's
+/// SHA-256 again on arrival); `Err(path)` when the file changed since its scan.
+fn read_source(root: &Path, source: &BlobSource, expect: Expect) -> Result<Vec<u8>, String> {
     match source {
         BlobSource::Bytes(bytes) => Ok(bytes.clone()),
         BlobSource::File { path, offset, len } => {
-            hasher::read_chunk(root, path, *offset, *len, id).ok_or_else(|| path.clone())
+            hasher::read_chunk(root, path, *offset, *len, expect).ok_or_else(|| path.clone())
         }
     }
 }
