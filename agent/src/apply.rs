@@ -365,9 +365,10 @@ async fn write_files(
 /// connection would be held sending it while this device installs the group before.
 const ASK_AHEAD_BYTES: u64 = 8 << 20;
 
-/// The chunks of `group` to ask the relay for ahead: those its known manifests list that
-/// neither a local file nor the group before (`installing`) holds (a blob manifest not fetched
-/// yet is left to the group's own turn); none for a group of more than [`ASK_AHEAD_BYTES`].
+/// The chunks of `group` to ask the relay for ahead: those its manifests list that neither a
+/// local file nor the group before (`installing`) holds. None for a group of more than
+/// [`ASK_AHEAD_BYTES`], nor for one with a blob manifest not fetched yet: fetching it first
+/// would take the answers asked for ahead and drop them.
 fn ahead_of(
     syncer: &Syncer,
     group: &[PendingWrite],
@@ -380,7 +381,10 @@ fn ahead_of(
     for write in group {
         let manifest = match &write.content.body {
             ContentBody::Symlink(_) => continue,
-            ContentBody::Blob(id) => syncer.manifests.get(id).cloned(),
+            ContentBody::Blob(id) => match syncer.manifests.get(id) {
+                Some(manifest) => Some(manifest.clone()),
+                None => return Vec::new(),
+            },
             _ => syncer.manifest_of(&write.content),
         };
         for entry in manifest.iter().flat_map(|m| &m.entries) {

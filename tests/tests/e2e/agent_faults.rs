@@ -66,20 +66,24 @@ fn a_thousand_files_download_in_groups_asked_for_ahead() -> Result<()> {
     let (relay, devices) = setup(tmp.path(), 2)?;
     let (a, b) = (&devices[0], &devices[1]);
     // Files are installed in groups of 256, each group's chunks asked for while the one before
-    // is installed. Files 256-511 repeat files 0-255: the group before brings them.
+    // is installed. Files 256-511 repeat files 0-255: the group before brings them. The third
+    // group also holds a file large enough for a manifest of its own, fetched in its turn.
     for i in 0..1000u64 {
         let seed = if (256..512).contains(&i) { i - 256 } else { i };
         let bytes = random_bytes(seed, 2048);
         a.write(&format!("docs/f-{i:04}.bin"), &bytes);
     }
+    let big = random_bytes(5000, 2 << 20);
+    a.write("docs/f-0600-big.bin", &big);
     a.sync()?;
     let proxy_b = b.behind_proxy(&relay)?;
     b.sync()?;
     assert_eq!(b.tree(), a.tree());
     assert_eq!(b.read("docs/f-0300.bin"), Some(random_bytes(44, 2048)));
+    assert_eq!(b.read("docs/f-0600-big.bin"), Some(big.clone()));
     let received = proxy_b.total();
-    eprintln!("1000 files of 2 KiB: {received} bytes to b");
-    let unique = 744 * 2048;
+    eprintln!("1000 files of 2 KiB and one of 2 MiB: {received} bytes to b");
+    let unique = 744 * 2048 + big.len() as u64;
     assert!(received >= unique, "b received {received} bytes");
     // Every distinct blob once, plus the document and the protocol.
     assert!(
