@@ -20,7 +20,7 @@ use cloud3_engine::wire::limits::MAX_OPS_PER_CHANGE;
 
 use crate::db::{Batch, IndexEntry, LocalDb};
 use crate::error::AgentError;
-use crate::hasher;
+use crate::hasher::{self, Hashed};
 use crate::state::{Config, StateDir};
 use crate::walk::{self, Stat};
 
@@ -187,8 +187,8 @@ impl Syncer {
         let found = walk::walk(&self.root)?;
         let now_ns = now_ns();
         let mut disk = BTreeMap::new();
-        let mut manifests: HashMap<String, Manifest> = HashMap::new();
-        let mut checks: HashMap<String, Vec<u64>> = HashMap::new();
+        // Files read by this scan: their manifests and chunk checksums.
+        let mut read: HashMap<String, Hashed> = HashMap::new();
         // Files whose bytes must be read, hashed on every core at once.
         let to_hash: Vec<&str> = found
             .iter()
@@ -222,11 +222,8 @@ impl Syncer {
                     match reuse {
                         Some(entry) => Some(self.content_of_entry(entry, stat, &remote)),
                         None => {
-                            let manifest = match hashed.remove(path) {
-                                Some(Ok(read)) => {
-                                    checks.insert(path.clone(), read.checks);
-                                    read.manifest
-                                }
+                            let file = match hashed.remove(path) {
+                                Some(Ok(file)) => file,
                                 // Vanished or unreadable mid-scan: the next scan sees it.
                                 Some(Err(error)) => {
                                     tracing::warn!(path, %error, "cannot read file, skipping");
@@ -234,8 +231,8 @@ impl Syncer {
                                 }
                                 None => continue,
                             };
-                            let body = self.body_for(&manifest);
-                            manifests.insert(path.clone(), manifest);
+                            let body = self.body_for(&file.manifest);
+                            read.insert(path.clone(), file);
                             Some(self.new_content(stat, body))
                         }
                     }
@@ -269,11 +266,8 @@ impl Syncer {
             if let Some(stat) = found.remove(from) {
                 found.insert(to.clone(), stat);
             }
-            if let Some(manifest) = manifests.remove(from) {
-                manifests.insert(to.clone(), manifest);
-            }
-            if let Some(sums) = checks.remove(from) {
-                checks.insert(to.clone(), sums);
+            if let Some(file) = read.remove(from) {
+                read.insert(to.clone(), file);
             }
             if let Some(entry) = disk.remove(from) {
                 disk.insert(to.clone(), entry);
@@ -293,9 +287,9 @@ impl Syncer {
                 _ => None,
             })
             .collect();
-        for (path, manifest) in &manifests {
-            if recorded.contains(&manifest.content_hash()) {
-                self.queue_upload(path, manifest, checks.get(path).map(Vec::as_slice));
+        for (path, file) in &read {
+            if recorded.contains(&file.manifest.content_hash()) {
+                self.queue_upload(path, file);
             }
         }
         // The index now reflects the disk.
@@ -304,8 +298,8 @@ impl Syncer {
             let (Some(stat), Some(entry)) = (found.get(path), disk.get(path)) else {
                 continue;
             };
-            let chunks = match manifests.get(path) {
-                Some(manifest) => chunk_list(manifest),
+            let chunks = match read.get(path) {
+                Some(file) => chunk_list(&file.manifest),
                 None => self
                     .index
                     .get(path)
@@ -340,16 +334,15 @@ impl Syncer {
         let changed = !result.ops.is_empty();
         // Committing saves the document (the whole of it when the log is folded): the walk, the
         // derived tree and the scan's own maps, each as large as the folder, go first.
-        drop((
-            found, disk, manifests, checks, hashed, known, remote, result,
-        ));
+        drop((found, disk, read, hashed, known, remote, result));
         self.commit_batch(batch, changed)?;
         Ok(changed)
     }
 
-    fn queue_upload(&mut self, path: &str, manifest: &Manifest, checks: Option<&[u64]>) {
+    fn queue_upload(&mut self, path: &str, file: &Hashed) {
+        let Hashed { manifest, checks } = file;
         let mut offset = 0u64;
-        for (n, entry) in manifest.entries.iter().enumerate() {
+        for (entry, &check) in manifest.entries.iter().zip(checks) {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.pending.entry(entry.id) {
                 slot.insert(BlobSource::File {
                     path: path.to_owned(),
@@ -357,9 +350,7 @@ impl Syncer {
                     len: entry.len,
                 });
                 self.pending_added.push(entry.id);
-                if let Some(&check) = checks.and_then(|c| c.get(n)) {
-                    self.pending_checks.insert(entry.id, check);
-                }
+                self.pending_checks.insert(entry.id, check);
             }
             offset += u64::from(entry.len);
         }

@@ -309,7 +309,7 @@ impl Link {
                 }
             }
         }
-        opening.finish(&mut on_blob).await?;
+        opening.hand_on(0, &mut on_blob).await?;
         Ok(unavailable)
     }
 
@@ -400,35 +400,27 @@ impl Opening {
             let _ = tx.send(chunk::open(id, codec, &encoded, raw_len));
         });
         self.jobs.push_back((id, rx));
-        while self.jobs.len() > OPENING_AT_MOST {
-            self.hand_on_first(on_blob).await?;
-        }
-        Ok(())
+        self.hand_on(OPENING_AT_MOST, on_blob).await
     }
 
-    /// Hands on every blob still being opened.
-    async fn finish(
+    /// Hands on the blobs opened aside, oldest first, until at most `left` are still open
+    /// (0: every one).
+    async fn hand_on(
         &mut self,
+        left: usize,
         on_blob: &mut impl FnMut(ChunkId, Vec<u8>) -> Result<(), AgentError>,
     ) -> Result<(), AgentError> {
-        while !self.jobs.is_empty() {
-            self.hand_on_first(on_blob).await?;
+        while self.jobs.len() > left {
+            let Some((id, job)) = self.jobs.pop_front() else {
+                break;
+            };
+            let raw = job
+                .await
+                .map_err(|_| AgentError::Protocol(format!("opening blob {id} stopped")))?
+                .map_err(|e| AgentError::Protocol(e.to_string()))?;
+            on_blob(id, raw)?;
         }
         Ok(())
-    }
-
-    async fn hand_on_first(
-        &mut self,
-        on_blob: &mut impl FnMut(ChunkId, Vec<u8>) -> Result<(), AgentError>,
-    ) -> Result<(), AgentError> {
-        let Some((id, job)) = self.jobs.pop_front() else {
-            return Ok(());
-        };
-        let raw = job
-            .await
-            .map_err(|_| AgentError::Protocol(format!("opening blob {id} stopped")))?
-            .map_err(|e| AgentError::Protocol(e.to_string()))?;
-        on_blob(id, raw)
     }
 }
 

@@ -704,17 +704,12 @@ impl Session {
         let job = tokio::task::spawn_blocking(move || {
             // Each blob's verdict, in order: refused ones keep their error, verified ones
             // are stored together and take the store's outcome.
-            let verdicts: Vec<Result<VerifiedBlob, StoreError>> = ready
-                .into_iter()
-                .map(|(id, verdict)| {
-                    verdict.blocking_recv().unwrap_or_else(|_| {
-                        Err(StoreError::Forbidden(format!("blob {id} was not checked")))
-                    })
-                })
-                .collect();
-            let mut refused = Vec::with_capacity(verdicts.len());
-            let mut blobs = Vec::with_capacity(verdicts.len());
-            for verdict in verdicts {
+            let mut refused = Vec::with_capacity(ready.len());
+            let mut blobs = Vec::with_capacity(ready.len());
+            for (id, verdict) in ready {
+                let verdict = verdict.blocking_recv().unwrap_or_else(|_| {
+                    Err(StoreError::Forbidden(format!("blob {id} was not checked")))
+                });
                 match verdict {
                     Ok(blob) => {
                         blobs.push(blob);
