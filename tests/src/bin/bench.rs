@@ -7,9 +7,10 @@
 //! cargo run --release -p cloud3-tests --bin bench -- [W1 W2 W3 W4 W5 | all] [--quick]
 //! ```
 //!
-//! Device workloads: W1 initial sync, W2 propagation latency, W3 1-byte insert, W4 source tree
-//! upgrade, W5 100,000 files. Relay workloads: R1 idle connections (1,000; `R1-10k` 10,000),
-//! R2 fan-out to 100 devices, R3 relay disk usage after 2 GiB. `--quick` shrinks every workload
+//! Device workloads: W1 initial sync (with the CPU floor of its byte path, see `ByteFloor`), W2
+//! propagation latency, W3 1-byte insert, W4 source tree upgrade, W5 100,000 files. Relay
+//! workloads: R1 idle connections (1,000; `R1-10k` 10,000), R2 fan-out to 100 devices, R3 relay
+//! disk usage after 2 GiB. `--quick` shrinks every workload
 //! (a smoke run, not figures for BENCHMARKS.md).
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use cloud3_engine::auth::DeviceKey;
-use cloud3_engine::chunk::{cdc, compress};
+use cloud3_engine::chunk::{cdc, compress, open};
 use cloud3_engine::ids::{ChunkId, FolderId, NodeId, ShortDeviceId};
 use cloud3_engine::time::WallTime;
 use cloud3_engine::tree::{FolderDoc, NodeKind};
@@ -213,6 +214,7 @@ fn w1(root: &Path, quick: bool) -> Result<serde_json::Value> {
     let upload = sync(&s.a)?;
     let download = sync(&s.b)?;
     let (reference, _) = rsync(&s.a.dir, &root.join("rsync-dst"), &["--exclude", ".cloud3"])?;
+    let floor = ByteFloor::measure(&s.a.dir);
     let cloud3 = upload.wall_s + download.wall_s;
     Ok(json!({
         "workload": "W1 initial sync",
@@ -224,7 +226,78 @@ fn w1(root: &Path, quick: bool) -> Result<serde_json::Value> {
         "cloud3_s": round(cloud3),
         "rsync": reference.json(),
         "ratio_time_vs_rsync": round(cloud3 / reference.wall_s),
+        "byte_path_floor": floor.json(),
+        "ratio_floor_vs_rsync": round(floor.wall_s() / reference.wall_s),
     }))
+}
+
+/// The CPU time the design's byte path needs for a folder, measured on one thread over the same
+/// bytes: chunking and SHA-256 for the ids, zstd as stored, and opening every blob (bounded
+/// inflate and SHA-256 check) twice, once at the relay and once at the receiving device. No
+/// I/O, no file creation, no document, no network: spread perfectly over every core, a sync
+/// cannot be faster than this.
+struct ByteFloor {
+    chunk_hash_s: f64,
+    compress_s: f64,
+    open_s: f64,
+}
+
+impl ByteFloor {
+    fn measure(dir: &Path) -> ByteFloor {
+        let mut floor = ByteFloor {
+            chunk_hash_s: 0.0,
+            compress_s: 0.0,
+            open_s: 0.0,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for entry in cloud3_tests::snapshot(dir).values() {
+            let cloud3_tests::Entry::File(data, _) = entry else {
+                continue;
+            };
+            let started = Instant::now();
+            let chunks: Vec<_> = cdc::cut(data)
+                .map(|range| (ChunkId::of(&data[range.clone()]), range))
+                .collect();
+            floor.chunk_hash_s += started.elapsed().as_secs_f64();
+            for (id, range) in chunks {
+                if !seen.insert(id) {
+                    continue;
+                }
+                let started = Instant::now();
+                let encoded = compress(&data[range.clone()]);
+                floor.compress_s += started.elapsed().as_secs_f64();
+                let started = Instant::now();
+                let raw_len = u32::try_from(range.len()).unwrap_or(u32::MAX);
+                let opened = open(id, encoded.codec, &encoded.bytes, raw_len);
+                floor.open_s += started.elapsed().as_secs_f64();
+                assert!(opened.is_ok(), "blob {id} did not open");
+            }
+        }
+        floor
+    }
+
+    fn cpu_s(&self) -> f64 {
+        self.chunk_hash_s + self.compress_s + 2.0 * self.open_s
+    }
+
+    fn cores() -> f64 {
+        std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+    }
+
+    fn wall_s(&self) -> f64 {
+        self.cpu_s() / Self::cores()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "chunk_and_hash_cpu_s": round(self.chunk_hash_s),
+            "compress_cpu_s": round(self.compress_s),
+            "open_cpu_s_each": round(self.open_s),
+            "cpu_s": round(self.cpu_s()),
+            "cores": Self::cores(),
+            "wall_s_on_all_cores": round(self.wall_s()),
+        })
+    }
 }
 
 fn w2(root: &Path, quick: bool) -> Result<serde_json::Value> {
