@@ -156,7 +156,7 @@ impl Session {
         if actions.is_empty() {
             return Ok(());
         }
-        tracing::debug!(?actions, "materialising");
+        tracing::debug!(actions = ?crate::logging::Head(&actions), "materialising");
         let applied = apply::apply(syncer, Some(&mut self.link), actions).await?;
         tracing::info!(
             done = applied.done,

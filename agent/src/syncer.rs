@@ -256,7 +256,7 @@ impl Syncer {
         };
         let result = scanner.scan(&disk, &known, &remote, random_node_id);
         if !result.ops.is_empty() {
-            tracing::debug!(ops = ?result.ops, "scan found changes");
+            tracing::debug!(ops = ?crate::logging::Head(&result.ops), "scan found changes");
         }
         let mut found = found;
         for (from, to) in &result.conflict_copies {

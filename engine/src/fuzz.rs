@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::chunk::{self, Manifest};
 use crate::ids::ChunkId;
-use crate::tree::{BlobRefs, Content, FolderDoc, TreeError};
+use crate::tree::{Content, FolderDoc, TreeError};
 use crate::wire::{ChunkCodec, decode_client, decode_server, encode_client, encode_server};
 
 /// A WebSocket frame as the relay (client messages) and a device (server messages) decode it.
@@ -59,11 +59,12 @@ pub fn content(bytes: &[u8]) {
 pub fn changes(bytes: &[u8]) {
     let changes = vec![bytes.to_vec()];
     let mut doc = FolderDoc::new(&[0xfe; 16]);
-    match doc.apply_changes(changes.clone()) {
+    doc.record_refs();
+    match doc.apply_changes(changes) {
         Ok(_) => {
             assert!(!doc.is_broken());
             doc.derive();
-            BlobRefs::of_changes(&changes);
+            doc.take_refs();
         }
         Err(TreeError::Broken) => assert!(doc.is_broken()),
         Err(_) => assert!(!doc.is_broken()),

@@ -183,8 +183,6 @@ impl Hub {
             None => return Ok(()),
         };
         let f = self.folder(state, user, folder, conn, device)?;
-        // Read before the changes move into Automerge; kept only if it accepts them.
-        let refs = BlobRefs::of_changes(&changes);
         let out = match f.hub.on_changes(&mut f.doc, conn, changes) {
             Ok(out) => out,
             Err(error) => {
@@ -196,7 +194,8 @@ impl Hub {
                 return Err(HubError::Refused(error.to_string()));
             }
         };
-        let refs = self.expand(user, &refs);
+        // What the changes Automerge accepted reference, read as they were applied.
+        let refs = self.expand(user, &f.doc.take_refs());
         let increment = f.doc.save_incremental();
         if !increment.is_empty() {
             // Durable (and checked against revocation in the same transaction) before any
@@ -293,12 +292,14 @@ impl Hub {
     ) -> Result<&'a mut Folder, HubError> {
         if !state.folders.contains_key(&folder.0) {
             let (bytes, entries) = self.store.load_doc(user, &folder.0)?;
-            let doc = if bytes.is_empty() {
+            let mut doc = if bytes.is_empty() {
                 FolderDoc::new(&self.actor)
             } else {
                 FolderDoc::load(&bytes, &self.actor)
                     .map_err(|e| StoreError::Corrupt(format!("document of {user}: {e}")))?
             };
+            // What devices' changes reference is indexed as they are applied.
+            doc.record_refs();
             state.folders.insert(
                 folder.0.clone(),
                 Folder {

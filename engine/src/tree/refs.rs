@@ -22,24 +22,19 @@ pub struct BlobRefs {
 }
 
 impl BlobRefs {
-    /// The references made by change bytes; undecodable changes reference nothing (what
-    /// they reference counts only once `FolderDoc::apply_changes` accepted them).
-    pub fn of_changes(changes: &[Vec<u8>]) -> BlobRefs {
-        let mut refs = BlobRefs::default();
-        for bytes in changes {
-            if let Ok(change) = Change::from_bytes(bytes.clone()) {
-                refs.add_change(&change);
-            }
-        }
-        refs
-    }
-
     /// Every blob id, chunks and manifests alike.
     pub fn all(&self) -> impl Iterator<Item = &ChunkId> {
         self.chunks.iter().chain(&self.manifests)
     }
 
-    fn add_change(&mut self, change: &Change) {
+    /// Adds what `other` references.
+    pub(super) fn extend(&mut self, other: BlobRefs) {
+        self.chunks.extend(other.chunks);
+        self.manifests.extend(other.manifests);
+    }
+
+    /// Adds what one change references (the "c" puts of its operations).
+    pub(super) fn add_change(&mut self, change: &Change) {
         // Automerge's decoder unwraps on malformed actor indices: such a change counts as
         // referencing nothing.
         let Ok(expanded) =
@@ -146,10 +141,22 @@ mod tests {
             [ChunkId([1; 32]), ChunkId([2; 32])].into_iter().collect()
         );
         assert_eq!(refs.manifests, [ChunkId([9; 32])].into_iter().collect());
-        // The first change alone references only the first version.
-        let early = BlobRefs::of_changes(&first);
+        // A peer recording what it applies: the first change alone references only the first
+        // version; refused bytes reference nothing; each take starts afresh.
+        let mut peer = FolderDoc::new(&[2; 16]);
+        peer.record_refs();
+        assert!(peer.apply_changes(vec![vec![1, 2, 3]]).is_err());
+        assert_eq!(peer.take_refs(), BlobRefs::default());
+        peer.apply_changes(first).unwrap();
+        let early = peer.take_refs();
         assert_eq!(early.chunks, refs.chunks);
         assert!(early.manifests.is_empty());
-        assert_eq!(BlobRefs::of_changes(&[vec![1, 2, 3]]), BlobRefs::default());
+        peer.apply_changes(doc.changes_since(&[])).unwrap();
+        let rest = peer.take_refs();
+        assert_eq!(rest.manifests, refs.manifests);
+        // A document not asked to record keeps nothing.
+        let mut plain = FolderDoc::new(&[3; 16]);
+        plain.apply_changes(doc.changes_since(&[])).unwrap();
+        assert_eq!(plain.take_refs(), BlobRefs::default());
     }
 }
