@@ -17,3 +17,4 @@ pub mod status;
 pub mod syncer;
 pub mod transfer;
 pub mod walk;
+pub mod watch;
