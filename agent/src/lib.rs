@@ -11,6 +11,7 @@ pub mod error;
 pub mod hasher;
 pub mod logging;
 pub mod nofollow;
+pub mod partial;
 pub mod session;
 pub mod state;
 pub mod status;

@@ -163,7 +163,8 @@ impl Session {
             let actions = syncer.plan();
             if actions.is_empty() {
                 syncer.skipped_actions = false;
-                return Ok(());
+                // Nothing left to download: no partial download is wanted any more.
+                return crate::partial::clean(&syncer.state, None);
             }
             tracing::debug!(actions = ?crate::logging::Head(&actions), "materialising");
             let applied = apply::apply(syncer, Some(&mut self.link), actions).await?;

@@ -124,6 +124,7 @@ impl Syncer {
         // A device indexed before this flag existed has joined.
         let joined = db.meta(JOINED)?.is_some() || !index.is_empty();
         clean_dir(&state.tmp_dir())?;
+        crate::partial::clean(&state, Some(crate::partial::MAX_AGE))?;
         Ok(Syncer {
             root: root.to_owned(),
             state,
