@@ -50,6 +50,10 @@ pub struct FolderWatch {
     rx: mpsc::UnboundedReceiver<(Seen, PathBuf)>,
     /// Files being written, with their last write.
     writing: HashMap<String, Instant>,
+    /// Paths gathered for the batch being collected.
+    batch: HashSet<String>,
+    /// When the batch being collected is cut off.
+    gather_until: Instant,
     _watcher: RecommendedWatcher,
 }
 
@@ -81,43 +85,48 @@ impl FolderWatch {
             debounce,
             rx,
             writing: HashMap::new(),
+            batch: HashSet::new(),
+            gather_until: Instant::now(),
             _watcher: watcher,
         })
     }
 
     /// The next batch of paths to scan (relative, with their parents): after a first event,
-    /// everything reported until `debounce` passes without one (at most [`MAX_GATHER`]); or the held files that have
-    /// been quiet for [`HOLD_QUIET`] (released unwritten-to, though still open). Paths still
-    /// being written are in a batch too (their parents' listings changed), and in
-    /// [`FolderWatch::holding`].
+    /// everything reported until the debounce passes without one (at most 250 ms); or the held
+    /// files that have been quiet for [`HOLD_QUIET`] (released unwritten-to, though still
+    /// open). Paths still being written are in a batch too (their parents' listings changed),
+    /// and in [`FolderWatch::holding`].
+    ///
+    /// Cancel-safe: what a dropped call had gathered stays for the next call.
     pub async fn changes(&mut self) -> HashSet<String> {
-        let due = self.writing.values().min().map(|last| *last + HOLD_QUIET);
-        let release = async move {
-            match due {
-                Some(due) => tokio::time::sleep_until(due).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            first = self.rx.recv() => {
-                let Some(first) = first else {
-                    // The watcher is gone: nothing more will come.
-                    return std::future::pending().await;
-                };
-                let mut paths = HashSet::new();
-                self.note(first, &mut paths);
-                let until = Instant::now() + MAX_GATHER;
-                loop {
-                    let wait = self.debounce.min(until.saturating_duration_since(Instant::now()));
-                    match tokio::time::timeout(wait, self.rx.recv()).await {
-                        Ok(Some(next)) => self.note(next, &mut paths),
-                        _ => break,
-                    }
+        if self.batch.is_empty() {
+            let due = self.writing.values().min().map(|last| *last + HOLD_QUIET);
+            let release = async move {
+                match due {
+                    Some(due) => tokio::time::sleep_until(due).await,
+                    None => std::future::pending().await,
                 }
-                with_parents(paths)
+            };
+            tokio::select! {
+                first = self.rx.recv() => match first {
+                    Some(first) => self.note(first),
+                    // The watcher is gone: nothing more will come.
+                    None => return std::future::pending().await,
+                },
+                () = release => return self.release_quiet(),
             }
-            () = release => self.release_quiet(),
+            self.gather_until = Instant::now() + MAX_GATHER;
         }
+        loop {
+            let wait = self
+                .debounce
+                .min(self.gather_until.saturating_duration_since(Instant::now()));
+            match tokio::time::timeout(wait, self.rx.recv()).await {
+                Ok(Some(next)) => self.note(next),
+                _ => break,
+            }
+        }
+        with_parents(std::mem::take(&mut self.batch))
     }
 
     /// Files being written now: a scan keeps their last recorded version.
@@ -139,7 +148,7 @@ impl FolderWatch {
         with_parents(paths)
     }
 
-    fn note(&mut self, (seen, path): (Seen, PathBuf), paths: &mut HashSet<String>) {
+    fn note(&mut self, (seen, path): (Seen, PathBuf)) {
         let Some(relative) = relative_path(&self.root, &path) else {
             return;
         };
@@ -157,7 +166,7 @@ impl FolderWatch {
                     .retain(|p, _| p != &relative && !p.starts_with(&inside));
             }
         }
-        paths.insert(relative);
+        self.batch.insert(relative);
     }
 }
 
@@ -242,6 +251,20 @@ mod tests {
         let batch = watch.changes().await;
         assert!(batch.contains("slow.bin"), "{batch:?}");
         assert!(watch.holding().is_empty(), "closed: published");
+    }
+
+    #[tokio::test]
+    async fn a_batch_cut_short_by_another_event_is_kept_for_the_next_call() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut watch =
+            FolderWatch::start(dir.path(), Duration::from_millis(200)).expect("watcher starts");
+        std::fs::write(dir.path().join("saved.txt"), b"x").expect("write");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The daemon's select picks another event while this batch is gathering.
+        let cut = tokio::time::timeout(Duration::from_millis(20), watch.changes()).await;
+        assert!(cut.is_err(), "still gathering");
+        let batch = watch.changes().await;
+        assert!(batch.contains("saved.txt"), "{batch:?}");
     }
 
     #[tokio::test]
