@@ -1,8 +1,8 @@
 //! The agent's drivers: `run` (sync continuously, online or offline) and `sync` (one exchange).
 //!
 //! Everything that can wake the daemon is one `Event`, handled in one loop: a message from the
-//! relay, changes reported by the watcher, the periodic full rescan, the keep-alive tick, and
-//! shutdown.
+//! relay, changes reported by the watcher, a request from the command line (see `control`), the
+//! periodic full rescan, the keep-alive tick, and shutdown.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::cmd::Folder;
+use crate::control::{self, Control};
 use crate::error::AgentError;
 use crate::session::{QUIET_TIMEOUT, Session};
 use crate::state::STATE_DIR;
@@ -34,6 +35,8 @@ enum Event {
     Message(ServerMessage),
     /// Paths the watcher reported (after debouncing).
     Changed(HashSet<String>),
+    /// A request from the command line.
+    Control(control::Pending),
     /// Time for the safety-net full rescan.
     Rescan,
     /// Time for a keep-alive.
@@ -86,6 +89,8 @@ pub async fn sync_once(folder: Folder) -> Result<Status, AgentError> {
 pub async fn run(folder: Folder) -> Result<(), AgentError> {
     let root = folder_root(&folder);
     let mut syncer = Syncer::open(&root, folder.config.clone(), folder.key.device_id())?;
+    // Bound only now that this process holds the folder's database.
+    let mut control = Control::start(&syncer.state)?;
     let mut status = Status {
         pid: std::process::id(),
         ..Status::default()
@@ -113,12 +118,16 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
         status.connected = false;
         fill_status(&mut syncer, &mut status);
         status.save(&syncer.state)?;
+        control.publish(&status);
         let session = tokio::select! {
             result = folder.connect() => result,
             () = &mut shutdown => return Ok(()),
         };
         let session = match session {
-            Ok(connection) => Session::start(&mut syncer, Link::new(connection)).await,
+            Ok(connection) => {
+                let link = Link::new(connection).with_activity(control.activity());
+                Session::start(&mut syncer, link).await
+            }
             Err(error) => Err(error),
         };
         let mut session = match session {
@@ -134,6 +143,9 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
                     tokio::select! {
                         () = &mut wake => break,
                         () = &mut shutdown => return Ok(()),
+                        Some(pending) = control.next() => {
+                            control.answer(pending, &mut syncer, None).await?;
+                        }
                         Some(path) = changes_rx.recv() => {
                             let paths = collect_changes(&root, path, &mut changes_rx, debounce).await;
                             if !paths.is_empty() {
@@ -158,18 +170,25 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
             loop {
                 fill_status(&mut syncer, &mut status);
                 status.save(&syncer.state)?;
+                control.publish(&status);
                 let event = tokio::select! {
                     message = session.recv() => Event::Message(message?),
                     Some(path) = changes_rx.recv() => {
                         Event::Changed(collect_changes(&root, path, &mut changes_rx, debounce).await)
                     }
+                    Some(pending) = control.next() => Event::Control(pending),
                     _ = rescan.tick() => Event::Rescan,
                     _ = ping.tick() => Event::Ping,
                     () = &mut shutdown => Event::Shutdown,
                 };
                 match event {
                     Event::Message(message) => {
-                        session.handle(&mut syncer, message, &mut status).await?;
+                        if let Some(message) = control.take(message) {
+                            session.handle(&mut syncer, message, &mut status).await?;
+                        }
+                    }
+                    Event::Control(pending) => {
+                        control.answer(pending, &mut syncer, Some(&mut session)).await?;
                     }
                     Event::Changed(paths) => {
                         if !paths.is_empty() && syncer.scan(&paths)? {
@@ -187,6 +206,7 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
             }
         }
         .await;
+        control.disconnected();
         match outcome {
             Ok(()) => {
                 session.link.close().await;
