@@ -204,13 +204,18 @@ impl Control {
                 tracing::info!(path, ?version, "restored on request");
                 match session {
                     Some(session) => {
-                        // Sent first, so other devices get it at once; then written here.
-                        let pushed = session.push(syncer).await;
-                        let _ = reply.send(Reply::Restored {
-                            synced: pushed.is_ok(),
+                        // Sent first, so other devices get it at once; then written here, and
+                        // only then answered (the command returns with the file in place).
+                        if let Err(error) = session.push(syncer).await {
+                            let _ = reply.send(Reply::Restored { synced: false });
+                            return Err(error);
+                        }
+                        let written = session.materialise(syncer).await;
+                        let _ = reply.send(match &written {
+                            Ok(()) => Reply::Restored { synced: true },
+                            Err(error) => error_reply(error),
                         });
-                        pushed?;
-                        session.materialise(syncer).await?;
+                        written?;
                     }
                     None => {
                         // Offline: written here from local chunks if it can be; the relay (and

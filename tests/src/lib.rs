@@ -233,6 +233,11 @@ impl Device {
         Ok(())
     }
 
+    /// The running daemon's process id.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.with_extension("daemon.log")
     }
