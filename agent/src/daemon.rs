@@ -119,9 +119,14 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
         fill_status(&mut syncer, &mut status);
         status.save(&syncer.state)?;
         control.publish(&status);
-        let session = tokio::select! {
-            result = folder.connect() => result,
-            () = &mut shutdown => return Ok(()),
+        let connecting = folder.connect();
+        tokio::pin!(connecting);
+        let session = loop {
+            tokio::select! {
+                result = &mut connecting => break result,
+                () = &mut shutdown => return Ok(()),
+                Some(pending) = control.next() => control.answer(pending, &mut syncer, None).await?,
+            }
         };
         let session = match session {
             Ok(connection) => {

@@ -57,7 +57,10 @@ pub(crate) fn restore(dir: &Path, path: &str, version: Option<usize>) -> Result<
             return Ok(());
         }
         Some(Reply::Restored { synced: false }) => {
-            println!("restored {path} locally; the daemon syncs it when the relay is reachable");
+            println!(
+                "recorded the restore of {path}; the daemon syncs it (and fetches bytes this \
+                 device lacks) when the relay is reachable"
+            );
             return Ok(());
         }
         Some(other) => return Err(control::unexpected(&other)),

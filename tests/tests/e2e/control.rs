@@ -73,9 +73,13 @@ fn restore_and_undelete_with_both_daemons_running_reach_the_other_device() -> Re
     for device in &mut devices {
         device.start_daemon()?;
     }
-    let result = restore_and_undelete(&devices[0], &devices[1]);
+    logged(&devices, restore_and_undelete(&devices[0], &devices[1]))
+}
+
+/// `result`, with the daemons' logs printed when it is a failure.
+fn logged(devices: &[Device], result: Result<()>) -> Result<()> {
     if result.is_err() {
-        for device in &devices {
+        for device in devices {
             eprintln!(
                 "{} daemon log:\n{}",
                 device.dir.display(),
@@ -311,4 +315,65 @@ fn as_nobody(path: &std::path::Path) -> Result<String> {
     })
     .join()
     .map_err(|_| anyhow::anyhow!("the nobody thread panicked"))?
+}
+
+#[test]
+fn an_offline_daemon_answers_and_syncs_a_restore_when_the_relay_returns() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (mut relay, mut devices) = setup(tmp.path(), 2)?;
+    for device in &mut devices {
+        device.start_daemon()?;
+    }
+    logged(
+        &devices,
+        offline_restore(&mut relay, &devices[0], &devices[1]),
+    )
+}
+
+fn offline_restore(relay: &mut cloud3_tests::Relay, a: &Device, b: &Device) -> Result<()> {
+    wait_connected(a)?;
+    wait_connected(b)?;
+    a.write("plan.txt", "first plan");
+    wait_until(PROPAGATION, "the first plan on B", || {
+        holds(b, "plan.txt", b"first plan")
+    })?;
+    a.write("plan.txt", "second plan, longer");
+    wait_until(PROPAGATION, "the second plan on B", || {
+        holds(b, "plan.txt", b"second plan, longer")
+    })?;
+
+    let (data, addr) = (relay.data.clone(), relay.addr.clone());
+    relay.kill();
+    wait_until(Duration::from_secs(30), "A to notice it is offline", || {
+        status(a).is_ok_and(|s| s["source"] == "daemon" && s["connected"] == false)
+    })?;
+    let history = run(a, &["history", "plan.txt"])?;
+    assert_eq!(versions(&history), 2, "{history}");
+    let restored = run(a, &["restore", "plan.txt", "--version", "0"])?;
+    assert!(
+        restored.contains("when the relay is reachable"),
+        "offline, it says so: {restored}"
+    );
+    // The first plan's bytes are not on A any more: they come with the relay.
+    assert_eq!(a.read("plan.txt"), Some(b"second plan, longer".to_vec()));
+    let devices_offline = a.command(&["devices"])?;
+    assert!(!devices_offline.status.success());
+    assert!(
+        String::from_utf8_lossy(&devices_offline.stderr).contains("offline"),
+        "{}",
+        String::from_utf8_lossy(&devices_offline.stderr)
+    );
+
+    // The relay returns: the restore reaches B like any edit made offline.
+    let _relay = cloud3_tests::Relay::start_on(&data, &addr)?;
+    // One device at a time: `holds` reads a file whose size matches, and reading A's restored
+    // file in a loop while waiting for B kept A's daemon busy with the watcher's events.
+    wait_until(Duration::from_secs(60), "the restore written on A", || {
+        holds(a, "plan.txt", b"first plan")
+    })?;
+    wait_until(Duration::from_secs(60), "the restore on B", || {
+        holds(b, "plan.txt", b"first plan")
+    })?;
+    assert_eq!(a.tree(), b.tree());
+    Ok(())
 }
