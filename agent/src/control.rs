@@ -74,6 +74,8 @@ pub enum Request {
     },
     /// The account's devices, from the relay.
     Devices,
+    /// Scan now, and answer once the relay holds exactly this device's document.
+    Sync,
 }
 
 /// What the daemon answers.
@@ -105,6 +107,8 @@ pub enum Reply {
         /// As the relay listed them.
         devices: Vec<DeviceInfo>,
     },
+    /// The folder and the relay agree.
+    Synced,
     /// The request failed.
     Error {
         /// Why.
@@ -125,6 +129,8 @@ pub struct Control {
     activity: Activity,
     /// `devices` requests waiting for the relay's answer on the live connection.
     devices_waiting: Vec<oneshot::Sender<Reply>>,
+    /// `sync` requests waiting for the folder and the relay to agree.
+    sync_waiting: Vec<oneshot::Sender<Reply>>,
     path: PathBuf,
     accepting: tokio::task::JoinHandle<()>,
 }
@@ -151,6 +157,7 @@ impl Control {
             status,
             activity,
             devices_waiting: Vec::new(),
+            sync_waiting: Vec::new(),
             path,
             accepting,
         })
@@ -226,6 +233,22 @@ impl Control {
                     }
                 }
             }
+            Request::Sync => match session {
+                Some(session) => {
+                    self.sync_waiting.push(reply);
+                    if syncer.scan(&Default::default())? {
+                        session.push(syncer).await?;
+                    }
+                    self.after_event(session, syncer);
+                }
+                None => {
+                    let _ = reply.send(Reply::Error {
+                        message: "the daemon is offline (the relay is unreachable); \
+                                  it syncs when the relay returns"
+                            .into(),
+                    });
+                }
+            },
             Request::Devices => match session {
                 Some(session) => {
                     if let Err(error) = session.link.send(&ClientMessage::ListDevices).await {
@@ -261,9 +284,23 @@ impl Control {
         }
     }
 
+    /// Called after each event while connected: answers `sync` requests once the folder and
+    /// the relay agree.
+    pub fn after_event(&mut self, session: &Session, syncer: &mut Syncer) {
+        if !self.sync_waiting.is_empty() && session.in_sync(syncer) {
+            for waiting in self.sync_waiting.drain(..) {
+                let _ = waiting.send(Reply::Synced);
+            }
+        }
+    }
+
     /// The connection to the relay ended: requests waiting for it are told.
     pub fn disconnected(&mut self) {
-        for waiting in self.devices_waiting.drain(..) {
+        for waiting in self
+            .devices_waiting
+            .drain(..)
+            .chain(self.sync_waiting.drain(..))
+        {
             let _ = waiting.send(Reply::Error {
                 message: "the daemon lost its connection to the relay; try again".into(),
             });

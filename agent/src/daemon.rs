@@ -208,6 +208,7 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
                     Event::Ping => session.ping().await?,
                     Event::Shutdown => return Ok(()),
                 }
+                control.after_event(&session, &mut syncer);
             }
         }
         .await;

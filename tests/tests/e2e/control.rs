@@ -159,6 +159,13 @@ fn restore_and_undelete(a: &Device, b: &Device) -> Result<()> {
         "{}",
         String::from_utf8_lossy(&unknown.stderr)
     );
+    // `sync` with the daemon running: it scans now and returns once the relay agrees.
+    a.write("late.txt", "written just before sync");
+    assert!(run(a, &["sync"])?.contains("in sync"));
+    wait_until(PROPAGATION, "late.txt on B", || {
+        holds(b, "late.txt", b"written just before sync")
+    })?;
+    assert!(run(b, &["sync"])?.contains("in sync"));
     assert_eq!(a.tree(), b.tree());
     Ok(())
 }
