@@ -226,9 +226,12 @@ impl Control {
                     }
                     None => {
                         // Offline: written here from local chunks if it can be; the relay (and
-                        // any chunks missing here) when it returns.
+                        // any chunks missing here) when it returns. The restore is committed
+                        // either way: a failed write is retried by the next session.
                         let actions = syncer.plan();
-                        crate::apply::apply(syncer, None, actions).await?;
+                        if let Err(error) = crate::apply::apply(syncer, None, actions).await {
+                            tracing::warn!(%error, path, "cannot write the restored file yet");
+                        }
                         let _ = reply.send(Reply::Restored { synced: false });
                     }
                 }
