@@ -171,52 +171,83 @@ fn restore_and_undelete(a: &Device, b: &Device) -> Result<()> {
 }
 
 #[test]
-fn status_answers_live_from_the_daemon_with_the_upload_in_progress() -> Result<()> {
+fn status_answers_live_from_the_daemons_with_the_transfers_in_progress() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let (_relay, mut devices) = setup(tmp.path(), 1)?;
-    let a = &mut devices[0];
-    a.start_daemon()?;
+    let (_relay, mut devices) = setup(tmp.path(), 2)?;
+    for device in &mut devices {
+        device.start_daemon()?;
+    }
+    let outside = tmp.path().join("big.bin");
+    let result = live_transfers(&mut devices, &outside);
+    logged(&devices, result)
+}
+
+fn live_transfers(devices: &mut [Device], outside: &std::path::Path) -> Result<()> {
+    let (a, b) = (&devices[0], &devices[1]);
     wait_connected(a)?;
+    wait_connected(b)?;
     let mode = std::fs::symlink_metadata(socket(a))?.permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
     let live = status(a)?;
     assert_eq!(live["daemon_running"], true);
     assert_eq!(live["pid"], a.daemon_pid().context("daemon pid")?);
 
-    // A large file: while it uploads, status names it with its size.
+    // A large file: while A uploads it and B downloads it, their status names it with its size.
     let size = 192usize << 20;
     let mut bytes = vec![0u8; size];
     ChaCha8Rng::seed_from_u64(14).fill_bytes(&mut bytes);
     // Written beside the folder and moved in, so the daemon never sees it half-written.
-    let outside = tmp.path().join("big.bin");
-    std::fs::write(&outside, &bytes)?;
-    drop(bytes);
-    std::fs::rename(&outside, a.dir.join("big.bin"))?;
-    let mut seen = None;
+    std::fs::write(outside, &bytes)?;
+    std::fs::rename(outside, a.dir.join("big.bin"))?;
+    let find = |live: &serde_json::Value, list: &str| {
+        live["transfers"][list]
+            .as_array()
+            .and_then(|files| files.iter().find(|f| f["path"] == "big.bin").cloned())
+    };
+    let (mut uploading, mut downloading) = (None, None);
     wait_until(
         Duration::from_secs(120),
-        "status to show big.bin uploading",
+        "status to show big.bin uploading on A and downloading on B",
         || {
-            let Ok(live) = status(a) else { return false };
-            let uploading = live["transfers"]["uploading"].as_array().cloned();
-            seen = uploading.and_then(|files| files.into_iter().find(|f| f["path"] == "big.bin"));
-            seen.is_some()
+            if uploading.is_none() {
+                uploading = status(a).ok().and_then(|live| find(&live, "uploading"));
+            }
+            if downloading.is_none() {
+                downloading = status(b).ok().and_then(|live| {
+                    let file = find(&live, "downloading")?;
+                    Some((file, live["pending_downloads"].clone()))
+                });
+            }
+            uploading.is_some() && downloading.is_some()
         },
     )?;
-    let seen = seen.expect("found");
-    eprintln!("status during the upload: {seen}");
-    assert_eq!(seen["size"], size as u64, "the file's bytes");
-    wait_until(Duration::from_secs(120), "the upload to finish", || {
-        status(a).is_ok_and(|s| {
-            s["pending_uploads"] == 0
-                && s["transfers"]["uploading"]
-                    .as_array()
-                    .is_some_and(Vec::is_empty)
-        })
+    let uploading = uploading.expect("seen");
+    let (downloading, pending) = downloading.expect("seen");
+    eprintln!("A during the upload: {uploading}; B during the download: {downloading}");
+    assert_eq!(uploading["size"], size as u64, "the file's bytes");
+    assert_eq!(downloading["size"], size as u64, "the file's bytes");
+    assert_eq!(pending, 1, "one file to download");
+    wait_until(Duration::from_secs(120), "big.bin on B", || {
+        holds(b, "big.bin", &bytes)
     })?;
+    for device in [a, b] {
+        wait_until(Duration::from_secs(30), "the transfers to end", || {
+            status(device).is_ok_and(|s| {
+                s["pending_uploads"] == 0
+                    && s["pending_downloads"] == 0
+                    && s["transfers"]["uploading"]
+                        .as_array()
+                        .is_some_and(Vec::is_empty)
+                    && s["transfers"]["downloading"]
+                        .as_array()
+                        .is_some_and(Vec::is_empty)
+            })
+        })?;
+    }
 
     // Stopped: the socket is gone and status reads the file again.
-    a.stop_daemon()?;
+    devices[0].stop_daemon()?;
+    let a = &devices[0];
     assert!(!socket(a).exists(), "the daemon removes its socket");
     let offline = status(a)?;
     assert_eq!(offline["source"], "file");
