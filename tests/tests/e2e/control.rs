@@ -415,3 +415,37 @@ fn offline_restore(relay: &mut cloud3_tests::Relay, a: &Device, b: &Device) -> R
     assert_eq!(a.tree(), b.tree());
     Ok(())
 }
+
+#[test]
+fn a_daemon_started_with_a_relative_dir_sees_changes_at_once() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, mut devices) = setup(tmp.path(), 2)?;
+    devices[1].start_daemon()?;
+    let (a, b) = (&devices[0], &devices[1]);
+    // `cloud3 run --dir dev0` from the folder's parent.
+    let log = std::fs::File::create(tmp.path().join("relative.log"))?;
+    let mut daemon = std::process::Command::new(cloud3_tests::binary("cloud3"))
+        .args(["run", "--dir", "dev0"])
+        .current_dir(tmp.path())
+        .stderr(log)
+        .spawn()?;
+    let result = (|| -> Result<()> {
+        wait_connected(a)?;
+        wait_connected(b)?;
+        a.write("seen.txt", "by the watcher");
+        // Well under the 60 s rescan: the watcher's event did it.
+        wait_until(PROPAGATION, "seen.txt on B", || {
+            holds(b, "seen.txt", b"by the watcher")
+        })?;
+        Ok(())
+    })();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    if result.is_err() {
+        eprintln!(
+            "daemon log:\n{}",
+            std::fs::read_to_string(tmp.path().join("relative.log")).unwrap_or_default()
+        );
+    }
+    result
+}
