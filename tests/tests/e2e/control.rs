@@ -1,6 +1,6 @@
 //! The command line while `cloud3 run` holds the folder: `history`, `restore`, `status` and
 //! `devices` ask the daemon over its control socket; a stale socket is not trusted; another user
-//! is refused.
+//! is refused. Also: a daemon started with a relative `--dir` (found while testing these).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
