@@ -239,9 +239,8 @@ impl Control {
             Request::Sync => match session {
                 Some(session) => {
                     self.sync_waiting.push(reply);
-                    if syncer.scan(&Default::default())? {
-                        session.push(syncer).await?;
-                    }
+                    let changed = syncer.scan(&Default::default())?;
+                    session.scanned(syncer, changed).await?;
                     self.after_event(session, syncer);
                 }
                 None => {

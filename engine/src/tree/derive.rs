@@ -70,10 +70,18 @@ pub fn content_winner_and_copies(
         return (None, Vec::new());
     };
     let name = NodeRecord::pick(&record.names).unwrap_or_default();
-    let copies = record
+    // Equal bytes written concurrently are one version, not a conflict: a losing content whose
+    // hash the winner (or a later loser) already has makes no copy.
+    let mut losers: Vec<&Content> = record
         .contents
         .iter()
-        .filter(|c| **c != winner)
+        .filter(|c| c.hash() != winner.hash())
+        .collect();
+    losers.sort_by_key(|c| std::cmp::Reverse((c.written_at, c.author)));
+    let mut seen = std::collections::HashSet::new();
+    losers.retain(|c| seen.insert(c.hash()));
+    let copies = losers
+        .into_iter()
         .map(|loser| ConflictCopy {
             id: NodeId::derived("cloud3 conflict", &[&record.id.0, &loser.encode()]),
             name: conflict_name(&name, &device_name(loser.author), loser.written_at),
