@@ -39,9 +39,9 @@ fn wait_connected(device: &Device) -> Result<()> {
     Ok(())
 }
 
-/// Whether `device` holds `bytes` at `path`. Read only once the size matches: reading opens the
-/// file, and a daemon watching its folder sees every open (polling reads every few milliseconds
-/// kept the daemon debouncing them instead of reading the relay).
+/// Whether `device` holds `bytes` at `path`. Read only once the size matches: polling reads
+/// of a watched folder used to starve its daemon (every open was an event, before the watcher
+/// dropped opens and reads), and reading a large file every few milliseconds is waste anyway.
 fn holds(device: &Device, path: &str, bytes: &[u8]) -> bool {
     std::fs::symlink_metadata(device.dir.join(path)).is_ok_and(|m| m.len() == bytes.len() as u64)
         && device.read(path).as_deref() == Some(bytes)
@@ -404,8 +404,7 @@ fn offline_restore(relay: &mut cloud3_tests::Relay, a: &Device, b: &Device) -> R
 
     // The relay returns: the restore reaches B like any edit made offline.
     let _relay = cloud3_tests::Relay::start_on(&data, &addr)?;
-    // One device at a time: `holds` reads a file whose size matches, and reading A's restored
-    // file in a loop while waiting for B kept A's daemon busy with the watcher's events.
+    // One device at a time, so A's file is not read in a loop while waiting for B.
     wait_until(Duration::from_secs(60), "the restore written on A", || {
         holds(a, "plan.txt", b"first plan")
     })?;
