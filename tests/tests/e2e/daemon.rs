@@ -79,6 +79,56 @@ fn bursts_of_same_size_rewrites_reach_the_other_device_every_round() -> Result<(
     Ok(())
 }
 
+/// A daemon with nothing to do sleeps: the watcher's reports of opens and reads (its own
+/// hashing, or a user reading every file) start no scan, and the status file is not rewritten.
+#[test]
+fn an_idle_daemon_sleeps_even_after_every_file_is_read() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, mut devices) = setup(tmp.path(), 2)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed());
+    let big: Vec<u8> = (0..20 << 20).map(|_| rng.random::<u8>()).collect();
+    devices[0].write("big.bin", &big);
+    for i in 0..10 {
+        devices[0].write(&format!("notes/n{i}.txt"), format!("note {i}"));
+    }
+    for device in devices.iter_mut() {
+        device.start_daemon()?;
+    }
+    let b = &devices[1];
+    wait_until(Duration::from_secs(60), "the folder on B", || {
+        b.read("big.bin").as_deref() == Some(big.as_slice())
+    })?;
+    // Past the racy window of the files just written and read.
+    std::thread::sleep(Duration::from_secs(4));
+    let pid = devices[0].daemon_pid().expect("daemon running");
+    let idle = cloud3_tests::cpu_share(pid, Duration::from_secs(5))?;
+    for path in cloud3_tests::snapshot(&devices[0].dir).keys() {
+        let _ = std::fs::read(devices[0].dir.join(path));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let after_reads = cloud3_tests::cpu_share(pid, Duration::from_secs(5))?;
+    eprintln!(
+        "idle daemon: {:.2}% of a core; after reading every file: {:.2}%",
+        idle * 100.0,
+        after_reads * 100.0
+    );
+    // Generous: a busy loop costs tens of percent.
+    assert!(
+        idle < 0.05,
+        "idle daemon used {:.1}% of a core",
+        idle * 100.0
+    );
+    assert!(
+        after_reads < 0.05,
+        "after reads the daemon used {:.1}% of a core",
+        after_reads * 100.0
+    );
+    for device in devices.iter_mut() {
+        device.stop_daemon()?;
+    }
+    Ok(())
+}
+
 /// A large file copied in by a slow writer is one new version, of the file's whole size, on the
 /// other device and in `history`: never a string of partial versions.
 #[test]
