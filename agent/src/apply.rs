@@ -19,6 +19,7 @@ use cloud3_engine::materialise::FileAction;
 use cloud3_engine::scan::Known;
 use cloud3_engine::tree::{Content, ContentBody, NodeKind};
 
+use crate::activity::Transfer;
 use crate::db::{Batch, IndexEntry};
 use crate::error::AgentError;
 use crate::hasher;
@@ -98,12 +99,23 @@ pub async fn apply(
     // installed files (rebuilding it from the whole index per group was quadratic).
     let mut local = syncer.local_chunks();
     let groups: Vec<&[PendingWrite]> = writes.chunks(WRITE_BATCH_FILES).collect();
+    let activity = link.as_deref().map(|link| link.activity.clone());
+    let _reported = activity
+        .as_ref()
+        .filter(|_| !writes.is_empty())
+        .map(|a| a.download(writes.len(), writes.iter().map(|w| w.content.size).sum()));
     for (n, group) in groups.iter().enumerate() {
         let next = groups.get(n + 1).copied();
+        if let Some(activity) = &activity {
+            activity.downloading(group.iter().map(PendingWrite::transfer).collect());
+        }
         let (done, skipped) =
             write_files(syncer, link.as_deref_mut(), group, next, &mut local).await?;
         applied.done += done;
         applied.skipped += skipped;
+        if let Some(activity) = &activity {
+            activity.group_done(group.len(), group.iter().map(|w| w.content.size).sum());
+        }
     }
     Ok(applied)
 }
@@ -114,6 +126,15 @@ struct PendingWrite {
     content: Content,
     mode: u32,
     replaces: Option<Known>,
+}
+
+impl PendingWrite {
+    fn transfer(&self) -> Transfer {
+        Transfer {
+            path: self.path.clone(),
+            size: self.content.size,
+        }
+    }
 }
 
 /// Performs one non-write action; false when skipped because the disk changed.

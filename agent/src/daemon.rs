@@ -1,8 +1,8 @@
 //! The agent's drivers: `run` (sync continuously, online or offline) and `sync` (one exchange).
 //!
 //! Everything that can wake the daemon is one `Event`, handled in one loop: a message from the
-//! relay, changes reported by the watcher, the periodic full rescan, the keep-alive tick, and
-//! shutdown.
+//! relay, changes reported by the watcher, a request from the command line (see `control`), the
+//! periodic full rescan, the keep-alive tick, and shutdown.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use std::time::Duration;
 use cloud3_engine::wire::ServerMessage;
 
 use crate::cmd::Folder;
+use crate::control::{self, Control};
 use crate::error::AgentError;
 use crate::session::{QUIET_TIMEOUT, Session};
 use crate::state::STATE_DIR;
@@ -38,6 +39,8 @@ enum Event {
     Message(ServerMessage),
     /// Paths the watcher reported (after debouncing).
     Changed(HashSet<String>),
+    /// A request from the command line.
+    Control(control::Pending),
     /// Time for the safety-net full rescan.
     Rescan,
     /// Time for a keep-alive.
@@ -97,6 +100,8 @@ pub async fn sync_once(folder: Folder) -> Result<Status, AgentError> {
 pub async fn run(folder: Folder) -> Result<(), AgentError> {
     let root = folder_root(&folder);
     let mut syncer = Syncer::open(&root, folder.config.clone(), folder.key.device_id())?;
+    // Bound only now that this process holds the folder's database.
+    let mut control = Control::start(&syncer.state)?;
     let mut status = Status {
         pid: std::process::id(),
         ..Status::default()
@@ -114,12 +119,21 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
         status.connected = false;
         fill_status(&mut syncer, &mut status);
         status_file.save(&status, &syncer.state)?;
-        let session = tokio::select! {
-            result = folder.connect() => result,
-            () = &mut shutdown => return Ok(()),
+        control.publish(&status);
+        let connecting = folder.connect();
+        tokio::pin!(connecting);
+        let session = loop {
+            tokio::select! {
+                result = &mut connecting => break result,
+                () = &mut shutdown => return Ok(()),
+                Some(pending) = control.next() => control.answer(pending, &mut syncer, None).await?,
+            }
         };
         let session = match session {
-            Ok(connection) => Session::start(&mut syncer, Link::new(connection)).await,
+            Ok(connection) => {
+                let link = Link::new(connection).with_activity(control.activity());
+                Session::start(&mut syncer, link).await
+            }
             Err(error) => Err(error),
         };
         let mut session = match session {
@@ -135,6 +149,9 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
                     tokio::select! {
                         () = &mut wake => break,
                         () = &mut shutdown => return Ok(()),
+                        Some(pending) = control.next() => {
+                            control.answer(pending, &mut syncer, None).await?;
+                        }
                         paths = watch.changes() => {
                             syncer.hold = watch.holding();
                             if !paths.is_empty() {
@@ -159,19 +176,28 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
             loop {
                 fill_status(&mut syncer, &mut status);
                 status_file.save(&status, &syncer.state)?;
+                control.publish(&status);
                 let event = tokio::select! {
                     message = session.recv() => Event::Message(message?),
                     paths = watch.changes() => Event::Changed(paths),
                     () = tokio::time::sleep(UNSETTLED_RETRY), if !syncer.unsettled.is_empty() => {
                         Event::Changed(syncer.unsettled.clone())
                     }
+                    Some(pending) = control.next() => Event::Control(pending),
                     _ = rescan.tick() => Event::Rescan,
                     _ = ping.tick() => Event::Ping,
                     () = &mut shutdown => Event::Shutdown,
                 };
                 match event {
                     Event::Message(message) => {
-                        session.handle(&mut syncer, message, &mut status).await?;
+                        if let Some(message) = control.take(message) {
+                            session.handle(&mut syncer, message, &mut status).await?;
+                        }
+                    }
+                    Event::Control(pending) => {
+                        control
+                            .answer(pending, &mut syncer, Some(&mut session))
+                            .await?;
                     }
                     Event::Changed(paths) => {
                         syncer.hold = watch.holding();
@@ -187,9 +213,11 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
                     Event::Ping => session.ping().await?,
                     Event::Shutdown => return Ok(()),
                 }
+                control.after_event(&session, &mut syncer);
             }
         }
         .await;
+        control.disconnected();
         match outcome {
             Ok(()) => {
                 session.link.close().await;

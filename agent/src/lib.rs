@@ -1,10 +1,12 @@
 //! The cloud3 agent: watches a folder, scans, chunks and uploads what the relay lacks, downloads
 //! and atomically materialises what other devices changed. It performs what the engine decides.
 
+pub mod activity;
 pub mod apply;
 pub mod cli;
 pub mod cmd;
 pub mod connection;
+pub mod control;
 pub mod daemon;
 pub mod db;
 pub mod error;
@@ -17,5 +19,6 @@ pub mod state;
 pub mod status;
 pub mod syncer;
 pub mod transfer;
+pub mod versions;
 pub mod walk;
 pub mod watch;

@@ -3,6 +3,7 @@
 mod agent_faults;
 mod agent_sync;
 mod bad_input;
+mod control;
 mod daemon;
 mod randomized;
 mod relay_protocol;
