@@ -6,7 +6,8 @@
 //!    in Automerge's order wins, the same on every replica.
 //! 2. Concurrent contents: the winner is the latest `written_at`, then the higher author id; each
 //!    other version becomes a conflict copy beside it, with an id derived from the node and that
-//!    version, named `NAME (conflict from DEVICE YYYY-MM-DD HHMMSS).EXT`.
+//!    version, named `NAME (conflict from DEVICE YYYY-MM-DD HHMMSS).EXT`. Versions with equal
+//!    bytes (the same content hash) are one version: no copy for them.
 //! 3. Edit beats delete: a file is deleted only if its tombstone saw the content it now has.
 //! 4. Invalid names are skipped with a warning (and their subtree); a missing or non-directory
 //!    parent means the root; move cycles are broken by moving the smallest id in the cycle to the
