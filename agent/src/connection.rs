@@ -3,6 +3,7 @@
 //! The relay speaks first (a `Challenge`); this device answers with a signed `Hello` and gets a
 //! `Welcome` or a close code, which is turned into an [`AgentError`] the user can act on.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloud3_engine::auth::DeviceKey;
@@ -11,6 +12,7 @@ use cloud3_engine::ids::DeviceId;
 use cloud3_engine::wire::{
     self, AuthProof, ClientMessage, CloseCode, ServerMessage, limits::MAX_MESSAGE_BYTES,
 };
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -26,15 +28,30 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a send may wait for the relay to take the bytes before the link counts as dead.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long the relay may stay silent before the link counts as dead. The daemon pings every 20 s
+/// How long the relay may stay silent before the link counts as dead. A connection pings after 20 s
 /// and the relay answers each ping, so a healthy link is never this quiet.
 pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(65);
 
+/// A connection that has sent nothing for this long sends a WebSocket ping (the relay closes one
+/// silent for 90 s, and answers each ping).
+pub const KEEPALIVE: Duration = Duration::from_secs(20);
+
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// The socket's sending half, shared by the connection and its keep-alive task.
+type Sink = Arc<tokio::sync::Mutex<SplitSink<Socket, Message>>>;
+
 /// An authenticated connection.
+///
+/// Its keep-alive runs on its own task: a device whose event loop is busy for a long while (a
+/// scan hashing a large folder, a long materialise) still pings, so its link never goes idle
+/// while it has work in flight.
 pub struct Connection {
-    socket: Socket,
+    sink: Sink,
+    stream: SplitStream<Socket>,
+    /// When anything was last sent (shared with the keep-alive task).
+    last_sent: Arc<std::sync::Mutex<Instant>>,
+    keepalive: tokio::task::JoinHandle<()>,
     url: String,
     /// Whether the relay treats this device as read-only.
     pub read_only: bool,
@@ -76,8 +93,15 @@ impl Connection {
                 url: url.to_owned(),
                 message: e.to_string(),
             })?;
+        let (sink, stream) = socket.split();
+        let sink: Sink = Arc::new(tokio::sync::Mutex::new(sink));
+        let last_sent = Arc::new(std::sync::Mutex::new(Instant::now()));
+        let keepalive = tokio::spawn(keep_alive(sink.clone(), last_sent.clone(), KEEPALIVE));
         let mut connection = Connection {
-            socket,
+            sink,
+            stream,
+            last_sent,
+            keepalive,
             url: url.to_owned(),
             read_only: false,
             device: key.device_id(),
@@ -111,7 +135,14 @@ impl Connection {
     /// Sends one message.
     pub async fn send(&mut self, message: &ClientMessage) -> Result<(), AgentError> {
         let frame = Message::Binary(wire::encode_client(message).into());
-        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(frame)).await {
+        let sent = tokio::time::timeout(SEND_TIMEOUT, async {
+            self.sink.lock().await.send(frame).await
+        })
+        .await;
+        if let Ok(mut last) = self.last_sent.lock() {
+            *last = Instant::now();
+        }
+        match sent {
             Ok(sent) => sent.map_err(|e| self.broken(e)),
             Err(_) => Err(AgentError::Protocol(format!(
                 "{}: the relay took nothing for {} s",
@@ -125,7 +156,7 @@ impl Connection {
     pub async fn recv(&mut self) -> Result<ServerMessage, AgentError> {
         loop {
             let left = SILENCE_TIMEOUT.saturating_sub(self.last_heard.elapsed());
-            let Ok(next) = tokio::time::timeout(left, self.socket.next()).await else {
+            let Ok(next) = tokio::time::timeout(left, self.stream.next()).await else {
                 return Err(AgentError::Protocol(format!(
                     "{}: the relay was silent for {} s",
                     self.url,
@@ -153,12 +184,48 @@ impl Connection {
     }
 
     /// Closes politely.
-    pub async fn close(mut self) {
-        let _ = self.socket.close(None).await;
+    pub async fn close(self) {
+        self.keepalive.abort();
+        let _ = self.sink.lock().await.close().await;
     }
 
     fn broken(&self, error: tungstenite::Error) -> AgentError {
         AgentError::Protocol(format!("{}: {error}", self.url))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.keepalive.abort();
+    }
+}
+
+/// Sends a WebSocket ping whenever the connection has sent nothing for `every` ([`KEEPALIVE`]).
+async fn keep_alive(sink: Sink, last_sent: Arc<std::sync::Mutex<Instant>>, every: Duration) {
+    loop {
+        let quiet = last_sent
+            .lock()
+            .map(|last| last.elapsed())
+            .unwrap_or_default();
+        if quiet < every {
+            tokio::time::sleep(every - quiet).await;
+            continue;
+        }
+        let ping = async {
+            sink.lock()
+                .await
+                .send(Message::Ping(Vec::new().into()))
+                .await
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, ping).await {
+            Ok(Ok(())) => {
+                if let Ok(mut last) = last_sent.lock() {
+                    *last = Instant::now();
+                }
+            }
+            // The connection's own reads and sends report a broken link.
+            _ => return,
+        }
     }
 }
 
@@ -183,5 +250,44 @@ fn unexpected(message: &ServerMessage) -> AgentError {
     match message {
         ServerMessage::Error { message, .. } => AgentError::Refused(message.clone()),
         other => AgentError::Protocol(format!("unexpected message from relay: {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keep-alive pings from its own task while the connection's owner is busy (here a
+    /// thread blocked as a long scan blocks the daemon's loop).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_owner_still_keeps_its_link_alive() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let mut socket = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+            let mut pings = 0;
+            let until = tokio::time::Instant::now() + Duration::from_millis(800);
+            while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(until, socket.next()).await {
+                if matches!(frame, Message::Ping(_)) {
+                    pings += 1;
+                }
+            }
+            pings
+        });
+        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}"))
+            .await
+            .expect("connect");
+        let (sink, _stream) = socket.split();
+        let sink: Sink = Arc::new(tokio::sync::Mutex::new(sink));
+        let last_sent = Arc::new(std::sync::Mutex::new(Instant::now()));
+        let keepalive = tokio::spawn(keep_alive(sink, last_sent, Duration::from_millis(100)));
+        // Busy for 700 ms without yielding.
+        std::thread::sleep(Duration::from_millis(700));
+        let pings = server.await.expect("server");
+        keepalive.abort();
+        assert!(pings >= 3, "{pings} pings while the owner was busy");
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Everything that can wake the daemon is one `Event`, handled in one loop: a message from the
 //! relay, changes reported by the watcher, a request from the command line (see `control`), the
-//! periodic full rescan, the keep-alive tick, and shutdown.
+//! periodic full rescan, and shutdown. Keep-alives are the connection's own
+//! (see `Connection`), so a busy loop never lets the link go idle.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -19,9 +20,6 @@ use crate::status::{Status, StatusFile};
 use crate::syncer::Syncer;
 use crate::transfer::Link;
 use crate::watch::FolderWatch;
-
-/// Keep-alive interval while connected.
-const PING_INTERVAL: Duration = Duration::from_secs(20);
 
 /// How soon a file found changing while it was read is looked at again (its writer's next
 /// event usually comes first).
@@ -43,8 +41,6 @@ enum Event {
     Control(control::Pending),
     /// Time for the safety-net full rescan.
     Rescan,
-    /// Time for a keep-alive.
-    Ping,
     /// SIGINT or SIGTERM.
     Shutdown,
 }
@@ -170,8 +166,6 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
         session.materialise(&mut syncer).await?;
         let mut rescan = tokio::time::interval(rescan_every);
         rescan.tick().await;
-        let mut ping = tokio::time::interval(PING_INTERVAL);
-        ping.tick().await;
         let outcome: Result<(), AgentError> = async {
             loop {
                 fill_status(&mut syncer, &mut status);
@@ -185,7 +179,6 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
                     }
                     Some(pending) = control.next() => Event::Control(pending),
                     _ = rescan.tick() => Event::Rescan,
-                    _ = ping.tick() => Event::Ping,
                     () = &mut shutdown => Event::Shutdown,
                 };
                 match event {
@@ -210,7 +203,6 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
                         let changed = syncer.scan(&HashSet::new())?;
                         session.scanned(&mut syncer, changed).await?;
                     }
-                    Event::Ping => session.ping().await?,
                     Event::Shutdown => return Ok(()),
                 }
                 control.after_event(&session, &mut syncer);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cloud3_engine::ids::{DeviceId, FolderId};
 use cloud3_engine::session::DocOutgoing;
-use cloud3_engine::wire::{ClientMessage, ServerMessage};
+use cloud3_engine::wire::ServerMessage;
 
 use crate::apply;
 use crate::error::AgentError;
@@ -201,11 +201,6 @@ impl Session {
     /// Receives the next message.
     pub async fn recv(&mut self) -> Result<ServerMessage, AgentError> {
         self.link.recv().await
-    }
-
-    /// Sends a keep-alive.
-    pub async fn ping(&mut self) -> Result<(), AgentError> {
-        self.link.send(&ClientMessage::Ping(0)).await
     }
 
     async fn upload(&mut self, syncer: &mut Syncer) -> Result<(), AgentError> {
