@@ -144,18 +144,34 @@ impl Device {
         code: &str,
         name: &str,
     ) -> Result<Device> {
-        let output = cloud3(&[
+        Device::init_at(dir, &relay.url, user, code_flag, code, name, &[])
+    }
+
+    /// `cloud3 init` against the relay URL `url` (a [`Proxy`]'s, or `wss://`), with `extra`
+    /// flags (such as `--ca FILE`).
+    pub fn init_at(
+        dir: &Path,
+        url: &str,
+        user: &str,
+        code_flag: &str,
+        code: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> Result<Device> {
+        let mut args = vec![
             "init",
             dir.to_str().context("utf-8 dir")?,
             "--relay",
-            &relay.url,
+            url,
             "--user",
             user,
             code_flag,
             code,
             "--device-name",
             name,
-        ])?;
+        ];
+        args.extend_from_slice(extra);
+        let output = cloud3(&args)?;
         check(&output, "cloud3 init")?;
         Ok(Device {
             dir: dir.to_owned(),

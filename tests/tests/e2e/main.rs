@@ -4,6 +4,7 @@ mod agent_faults;
 mod agent_sync;
 mod bad_input;
 mod randomized;
+mod relay_edge;
 mod relay_protocol;
 
 use std::path::Path;
