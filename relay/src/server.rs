@@ -18,7 +18,8 @@ use cloud3_engine::time::WallTime;
 use cloud3_engine::wire::limits::MAX_MESSAGE_BYTES;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower_http::services::ServeDir;
@@ -121,10 +122,12 @@ pub async fn run(
             match tls {
                 None => http(TokioIo::new(stream), peer, pending, app, head_timeout).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(head_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
+                    match tokio::time::timeout(head_timeout, tls_handshake(acceptor, stream)).await
+                    {
+                        Ok(Ok(Some(stream))) => {
                             http(TokioIo::new(stream), peer, pending, app, head_timeout).await;
                         }
+                        Ok(Ok(None)) => tracing::debug!(%peer, "plain HTTP on the TLS port"),
                         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -146,6 +149,35 @@ pub async fn run(
         tracing::info!("shutdown grace over: remaining connections are cut");
     }
     Ok(())
+}
+
+/// The answer to plain HTTP on the TLS port, so that a `ws://` client says what is wrong.
+const PLAIN_ON_TLS: &str = "this relay speaks TLS: use wss:// (https:// for the viewer)\n";
+
+/// The TLS handshake; a client that starts with anything but a TLS handshake record (plain HTTP)
+/// is answered `400` in plain text saying so, and closed (none).
+async fn tls_handshake(
+    acceptor: TlsAcceptor,
+    mut stream: TcpStream,
+) -> std::io::Result<Option<tokio_rustls::server::TlsStream<TcpStream>>> {
+    /// The first byte of a TLS handshake record.
+    const TLS_HANDSHAKE: u8 = 0x16;
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE {
+        // Take the request that is here: closing with unread bytes would reset the connection
+        // and could discard the answer.
+        let mut request = [0u8; 4096];
+        let _ = stream.try_read(&mut request);
+        let answer = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{PLAIN_ON_TLS}",
+            PLAIN_ON_TLS.len()
+        );
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        return Ok(None);
+    }
+    acceptor.accept(stream).await.map(Some)
 }
 
 /// Serves HTTP/1.1 on one connection until it ends or is upgraded to a WebSocket.

@@ -108,6 +108,11 @@ impl Relay {
         self.child.id()
     }
 
+    /// Sends the relay SIGHUP (it reloads its TLS certificate).
+    pub fn hangup(&self) {
+        signal(&self.child, "HUP");
+    }
+
     /// Kills the relay with SIGKILL.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -6,6 +6,7 @@ mod bad_input;
 mod randomized;
 mod relay_edge;
 mod relay_protocol;
+mod relay_tls;
 
 use std::path::Path;
 
