@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod client;
+pub mod pki;
 pub mod proxy;
 pub use proxy::Proxy;
 

@@ -3,73 +3,14 @@
 //! SIGHUP swaps the certificate for new connections while open ones stay.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use cloud3_tests::{Device, Relay, wait_until};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
-
-/// A private CA.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Result<Ca> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        Ok(Ca {
-            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate()?)?,
-        })
-    }
-
-    /// Writes the CA certificate to `dir/NAME`.
-    fn write(&self, dir: &Path, name: &str) -> Result<PathBuf> {
-        let path = dir.join(name);
-        std::fs::write(&path, self.issuer.pem())?;
-        Ok(path)
-    }
-
-    /// Issues a certificate for localhost and 127.0.0.1 and writes `cert.pem` (leaf then CA)
-    /// and `key.pem` into `dir`; `expired` makes it end in 2020.
-    fn issue(&self, dir: &Path, expired: bool) -> Result<(PathBuf, PathBuf)> {
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
-        }
-        let key = KeyPair::generate()?;
-        let leaf = params.signed_by(&key, &self.issuer)?;
-        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-        std::fs::write(&cert_path, leaf.pem() + &self.issuer.pem())?;
-        std::fs::write(&key_path, key.serialize_pem())?;
-        Ok((cert_path, key_path))
-    }
-}
-
-fn start_tls_relay(root: &Path, cert: &Path, key: &Path) -> Result<(Relay, String)> {
-    let relay = Relay::start_with(
-        &root.join("relay"),
-        "127.0.0.1:0",
-        &[
-            "--tls-cert",
-            cert.to_str().context("utf-8")?,
-            "--tls-key",
-            key.to_str().context("utf-8")?,
-        ],
-    )?;
-    let url = format!("wss://{}", relay.addr);
-    Ok((relay, url))
-}
+use cloud3_tests::pki::{Ca, start_tls_relay};
+use cloud3_tests::{Device, wait_until};
 
 /// `GET path` over TLS with only `version`, trusting `ca`; returns the response.
 fn https_get(
