@@ -9,7 +9,7 @@
 //! - Chunks come from local files when present (verified), else from the relay.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -19,13 +19,18 @@ use cloud3_engine::materialise::FileAction;
 use cloud3_engine::scan::Known;
 use cloud3_engine::tree::{Content, ContentBody, NodeKind};
 
+use crate::activity::Transfer;
 use crate::db::{Batch, IndexEntry};
 use crate::error::AgentError;
 use crate::hasher;
 use crate::nofollow::{self, Renamed};
+use crate::partial;
 use crate::syncer::{LocalChunks, Syncer, add_local_chunks, chunk_list, kind_byte, now_ns};
 use crate::transfer::Link;
 use crate::walk::{self, Stat};
+
+/// Files at least this large are assembled where a cut-short download can resume them.
+const RESUME_MIN_BYTES: u64 = 1 << 20;
 
 /// Files assembled per batch (bounds open files and memory).
 const WRITE_BATCH_FILES: usize = 256;
@@ -94,12 +99,23 @@ pub async fn apply(
     // installed files (rebuilding it from the whole index per group was quadratic).
     let mut local = syncer.local_chunks();
     let groups: Vec<&[PendingWrite]> = writes.chunks(WRITE_BATCH_FILES).collect();
+    let activity = link.as_deref().map(|link| link.activity.clone());
+    let _reported = activity
+        .as_ref()
+        .filter(|_| !writes.is_empty())
+        .map(|a| a.download(writes.len(), writes.iter().map(|w| w.content.size).sum()));
     for (n, group) in groups.iter().enumerate() {
         let next = groups.get(n + 1).copied();
+        if let Some(activity) = &activity {
+            activity.downloading(group.iter().map(PendingWrite::transfer).collect());
+        }
         let (done, skipped) =
             write_files(syncer, link.as_deref_mut(), group, next, &mut local).await?;
         applied.done += done;
         applied.skipped += skipped;
+        if let Some(activity) = &activity {
+            activity.group_done(group.len(), group.iter().map(|w| w.content.size).sum());
+        }
     }
     Ok(applied)
 }
@@ -110,6 +126,15 @@ struct PendingWrite {
     content: Content,
     mode: u32,
     replaces: Option<Known>,
+}
+
+impl PendingWrite {
+    fn transfer(&self) -> Transfer {
+        Transfer {
+            path: self.path.clone(),
+            size: self.content.size,
+        }
+    }
 }
 
 /// Performs one non-write action; false when skipped because the disk changed.
@@ -239,26 +264,45 @@ async fn write_files(
             temps.push(None);
             continue;
         }
-        let temp_path = tmp_dir.join(format!("{}-{idx}", write.node.to_key()));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp_path)
-            .map_err(|e| AgentError::io("create", &temp_path, e))?;
-        file.set_len(manifest.size())
-            .map_err(|e| AgentError::io("size", &temp_path, e))?;
+        let resumable = manifest.size() >= RESUME_MIN_BYTES;
+        let temp_path = if resumable {
+            partial::path(&syncer.state, write.node, &write.content)
+        } else {
+            tmp_dir.join(format!("{}-{idx}", write.node.to_key()))
+        };
+        let (file, held) = if resumable {
+            partial::open(&temp_path, manifest)?
+        } else {
+            (partial::create(&temp_path, manifest.size())?, Vec::new())
+        };
         let mut offset = 0u64;
-        for entry in &manifest.entries {
-            let places = wanted.entry(entry.id).or_default();
-            if places.is_empty() {
-                order.push(entry.id);
+        let mut held_places = 0;
+        for (entry, held) in manifest
+            .entries
+            .iter()
+            .zip(held.iter().chain(std::iter::repeat(&false)))
+        {
+            if *held {
+                // Verified in the partial download a run cut short.
+                held_places += 1;
+            } else {
+                let places = wanted.entry(entry.id).or_default();
+                if places.is_empty() {
+                    order.push(entry.id);
+                }
+                places.push((idx, offset));
             }
-            places.push((idx, offset));
             offset += u64::from(entry.len);
         }
-        flushing.expect(idx, manifest.entries.len(), manifest.size());
+        if held_places > 0 {
+            tracing::info!(
+                path = write.path,
+                chunks = held_places,
+                of = manifest.entries.len(),
+                "resuming a download"
+            );
+        }
+        flushing.expect(idx, manifest.entries.len() - held_places, manifest.size());
         temps.push(Some((temp_path, file)));
     }
     // Local chunks first, verified; the rest from the relay.
@@ -340,7 +384,10 @@ async fn write_files(
                 installed.flatten()
             }
             (_, Some((temp_path, _)), _) => {
-                let _ = fs::remove_file(&temp_path);
+                // A partial download is kept for the next try.
+                if !partial::is_partial(&syncer.state, &temp_path) {
+                    let _ = fs::remove_file(&temp_path);
+                }
                 None
             }
             _ => None,

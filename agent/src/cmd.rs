@@ -59,7 +59,10 @@ pub struct Folder {
 impl Folder {
     /// Opens the folder at `dir`, or explains that it is not initialised.
     pub fn open(dir: &Path) -> Result<Folder, AgentError> {
-        let state = StateDir::of(dir);
+        // Absolute, as the watcher reports paths: with a relative `--dir` other than `.`, every
+        // event fell outside the folder and only the periodic rescan saw changes.
+        let absolute = std::path::absolute(dir).map_err(|e| AgentError::io("resolve", dir, e))?;
+        let state = StateDir::of(&absolute);
         if !state.exists() {
             return Err(AgentError::NotInitialised(dir.to_owned()));
         }

@@ -1,29 +1,34 @@
 //! The agent's drivers: `run` (sync continuously, online or offline) and `sync` (one exchange).
 //!
 //! Everything that can wake the daemon is one `Event`, handled in one loop: a message from the
-//! relay, changes reported by the watcher, the periodic full rescan, the keep-alive tick, and
-//! shutdown.
+//! relay, changes reported by the watcher, a request from the command line (see `control`), the
+//! periodic full rescan, the keep-alive tick, and shutdown.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cloud3_engine::scan::split_path;
 use cloud3_engine::wire::ServerMessage;
-use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
 
 use crate::cmd::Folder;
+use crate::control::{self, Control};
 use crate::error::AgentError;
 use crate::session::{QUIET_TIMEOUT, Session};
 use crate::state::STATE_DIR;
-use crate::status::Status;
+use crate::status::{Status, StatusFile};
 use crate::syncer::Syncer;
 use crate::transfer::Link;
-use crate::walk::relative_path;
+use crate::watch::FolderWatch;
 
 /// Keep-alive interval while connected.
 const PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// How soon a file found changing while it was read is looked at again (its writer's next
+/// event usually comes first).
+const UNSETTLED_RETRY: Duration = Duration::from_millis(200);
+
+/// How many times `sync` waits for files still being written before it ends without them.
+const UNSETTLED_TRIES: u32 = 25;
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -34,6 +39,8 @@ enum Event {
     Message(ServerMessage),
     /// Paths the watcher reported (after debouncing).
     Changed(HashSet<String>),
+    /// A request from the command line.
+    Control(control::Pending),
     /// Time for the safety-net full rescan.
     Rescan,
     /// Time for a keep-alive.
@@ -56,16 +63,23 @@ pub async fn sync_once(folder: Folder) -> Result<Status, AgentError> {
     status.connected = true;
     let mut session = Session::start(&mut syncer, Link::new(connection)).await?;
     session.materialise(&mut syncer).await?;
+    let mut unsettled_tries = UNSETTLED_TRIES;
     loop {
         if !syncer.pending.is_empty() {
             session.push(&mut syncer).await?;
         }
         if session.in_sync(&mut syncer) {
             // Nothing in flight: a last scan catches edits made meanwhile.
-            if !syncer.scan(&HashSet::new())? {
+            if syncer.scan(&HashSet::new())? {
+                session.push(&mut syncer).await?;
+            } else if syncer.unsettled.is_empty() || unsettled_tries == 0 {
                 break;
+            } else {
+                // Files still being written: give them a moment to settle.
+                unsettled_tries -= 1;
+                tokio::time::sleep(UNSETTLED_RETRY).await;
+                continue;
             }
-            session.push(&mut syncer).await?;
         }
         let message = tokio::time::timeout(QUIET_TIMEOUT, session.recv())
             .await
@@ -86,25 +100,17 @@ pub async fn sync_once(folder: Folder) -> Result<Status, AgentError> {
 pub async fn run(folder: Folder) -> Result<(), AgentError> {
     let root = folder_root(&folder);
     let mut syncer = Syncer::open(&root, folder.config.clone(), folder.key.device_id())?;
+    // Bound only now that this process holds the folder's database.
+    let mut control = Control::start(&syncer.state)?;
     let mut status = Status {
         pid: std::process::id(),
         ..Status::default()
     };
-    let (changes_tx, mut changes_rx) = mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            for path in event.paths {
-                let _ = changes_tx.send(path);
-            }
-        }
-    })
-    .map_err(|e| AgentError::Protocol(format!("cannot watch {}: {e}", root.display())))?;
-    watcher
-        .watch(&root, RecursiveMode::Recursive)
-        .map_err(|e| AgentError::Protocol(format!("cannot watch {}: {e}", root.display())))?;
     let debounce = Duration::from_millis(folder.config.debounce_ms);
+    let mut watch = FolderWatch::start(&root, debounce)?;
     let rescan_every = Duration::from_millis(folder.config.rescan_interval_ms.max(1000));
     let mut shutdown = Box::pin(shutdown_signal());
+    let mut status_file = StatusFile::default();
 
     recover(&mut syncer).await?;
     syncer.scan(&HashSet::new())?;
@@ -112,13 +118,22 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
     loop {
         status.connected = false;
         fill_status(&mut syncer, &mut status);
-        status.save(&syncer.state)?;
-        let session = tokio::select! {
-            result = folder.connect() => result,
-            () = &mut shutdown => return Ok(()),
+        status_file.save(&status, &syncer.state)?;
+        control.publish(&status);
+        let connecting = folder.connect();
+        tokio::pin!(connecting);
+        let session = loop {
+            tokio::select! {
+                result = &mut connecting => break result,
+                () = &mut shutdown => return Ok(()),
+                Some(pending) = control.next() => control.answer(pending, &mut syncer, None).await?,
+            }
         };
         let session = match session {
-            Ok(connection) => Session::start(&mut syncer, Link::new(connection)).await,
+            Ok(connection) => {
+                let link = Link::new(connection).with_activity(control.activity());
+                Session::start(&mut syncer, link).await
+            }
             Err(error) => Err(error),
         };
         let mut session = match session {
@@ -136,8 +151,11 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
                     tokio::select! {
                         () = &mut wake => break,
                         () = &mut shutdown => return Ok(()),
-                        Some(path) = changes_rx.recv() => {
-                            let paths = collect_changes(&root, path, &mut changes_rx, debounce).await;
+                        Some(pending) = control.next() => {
+                            control.answer(pending, &mut syncer, None).await?;
+                        }
+                        paths = watch.changes() => {
+                            syncer.hold = watch.holding();
                             if !paths.is_empty() {
                                 syncer.scan(&paths)?;
                             }
@@ -159,41 +177,54 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
         let outcome: Result<(), AgentError> = async {
             loop {
                 fill_status(&mut syncer, &mut status);
-                status.save(&syncer.state)?;
+                status_file.save(&status, &syncer.state)?;
+                control.publish(&status);
                 let event = tokio::select! {
                     message = session.recv() => Event::Message(message?),
-                    Some(path) = changes_rx.recv() => {
-                        Event::Changed(collect_changes(&root, path, &mut changes_rx, debounce).await)
+                    paths = watch.changes() => Event::Changed(paths),
+                    () = tokio::time::sleep(UNSETTLED_RETRY), if !syncer.unsettled.is_empty() => {
+                        Event::Changed(syncer.unsettled.clone())
                     }
+                    Some(pending) = control.next() => Event::Control(pending),
                     _ = rescan.tick() => Event::Rescan,
                     _ = ping.tick() => Event::Ping,
                     () = &mut shutdown => Event::Shutdown,
                 };
                 match event {
                     Event::Message(message) => {
-                        session.handle(&mut syncer, message, &mut status).await?;
+                        if let Some(message) = control.take(message) {
+                            session.handle(&mut syncer, message, &mut status).await?;
+                        }
+                    }
+                    Event::Control(pending) => {
+                        control
+                            .answer(pending, &mut syncer, Some(&mut session))
+                            .await?;
                     }
                     Event::Changed(paths) => {
-                        if !paths.is_empty() && syncer.scan(&paths)? {
-                            session.push(&mut syncer).await?;
+                        syncer.hold = watch.holding();
+                        if !paths.is_empty() {
+                            let changed = syncer.scan(&paths)?;
+                            session.scanned(&mut syncer, changed).await?;
                         }
                     }
                     Event::Rescan => {
-                        if syncer.scan(&HashSet::new())? {
-                            session.push(&mut syncer).await?;
-                        }
+                        let changed = syncer.scan(&HashSet::new())?;
+                        session.scanned(&mut syncer, changed).await?;
                     }
                     Event::Ping => session.ping().await?,
                     Event::Shutdown => return Ok(()),
                 }
+                control.after_event(&session, &mut syncer);
             }
         }
         .await;
+        control.disconnected();
         match outcome {
             Ok(()) => {
                 session.link.close().await;
                 status.connected = false;
-                status.save(&syncer.state)?;
+                status_file.save(&status, &syncer.state)?;
                 return Ok(());
             }
             Err(error @ (AgentError::Revoked | AgentError::AuthRefused(_))) => return Err(error),
@@ -217,35 +248,6 @@ async fn recover(syncer: &mut Syncer) -> Result<(), AgentError> {
         crate::apply::apply(syncer, None, actions).await?;
     }
     Ok(())
-}
-
-/// Collects watcher events until `debounce` passes without a new one.
-async fn collect_changes(
-    root: &std::path::Path,
-    first: PathBuf,
-    rx: &mut mpsc::UnboundedReceiver<PathBuf>,
-    debounce: Duration,
-) -> HashSet<String> {
-    let mut paths = HashSet::new();
-    let mut add = |path: PathBuf| {
-        if let Some(relative) = relative_path(root, &path)
-            && relative != STATE_DIR
-            && !relative.starts_with(&format!("{STATE_DIR}/"))
-        {
-            paths.insert(relative);
-        }
-    };
-    add(first);
-    while let Ok(Some(path)) = tokio::time::timeout(debounce, rx.recv()).await {
-        add(path);
-    }
-    // A change inside a directory may mean its parent listing changed too.
-    let parents: Vec<String> = paths
-        .iter()
-        .filter_map(|p| split_path(p).0.map(str::to_owned))
-        .collect();
-    paths.extend(parents);
-    paths
 }
 
 fn fill_status(syncer: &mut Syncer, status: &mut Status) {

@@ -92,6 +92,9 @@ pub enum AgentError {
         /// Why.
         message: String,
     },
+    /// The running daemon could not do what the command asked (its reason).
+    #[error("{0}")]
+    Daemon(String),
     /// The command was used wrongly.
     #[error("{0}")]
     Usage(String),

@@ -12,9 +12,14 @@ use rayon::prelude::*;
 use cloud3_engine::chunk::{Manifest, ManifestEntry, cdc};
 use cloud3_engine::ids::ChunkId;
 
+use crate::walk::Stat;
+
 /// A file read into its manifest, with an xxh3-64 checksum of each chunk's bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Hashed {
+    /// The file's facts when it was read: taken before and found the same after, so its size
+    /// and times describe exactly the bytes the manifest lists.
+    pub stat: Stat,
     /// Its chunks and their SHA-256 ids.
     pub manifest: Manifest,
     /// Per chunk, in order: xxh3-64 of its bytes, so an upload reading a chunk back can tell
@@ -22,21 +27,44 @@ pub struct Hashed {
     pub checks: Vec<u64>,
 }
 
+/// Why a file could not be read into a manifest.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Reading failed (vanished, unreadable).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The file changed while it was read: it is still being written.
+    #[error("the file changed while it was read")]
+    Changing,
+}
+
 /// Chunks and hashes the file at `path`, reading it in blocks and hashing each chunk where it
-/// lies in the read buffer.
-pub fn hash_file(path: &Path) -> std::io::Result<Hashed> {
+/// lies in the read buffer. The file is stat'ed (through the open handle) before and after the
+/// read; if size, times or identity moved, or the bytes read are not the size stat'ed, it is
+/// [`ReadError::Changing`] and nothing of this read is used.
+pub fn hash_file(path: &Path) -> Result<Hashed, ReadError> {
     let file = File::open(path)?;
-    let size = file.metadata()?.len();
+    let stat_of = |file: &File| -> Result<Stat, ReadError> {
+        Stat::from_metadata(&file.metadata()?).ok_or(ReadError::Changing)
+    };
+    let before = stat_of(&file)?;
     let mut entries = Vec::new();
     let mut checks = Vec::new();
-    cdc::for_each_chunk(file, size, |chunk| {
+    let mut read = 0u64;
+    cdc::for_each_chunk(&file, before.size, |chunk| {
+        read += chunk.len() as u64;
         entries.push(ManifestEntry {
             id: ChunkId::of(chunk),
             len: chunk.len() as u32,
         });
         checks.push(checksum(chunk));
     })?;
+    let after = stat_of(&file)?;
+    if after != before || read != before.size {
+        return Err(ReadError::Changing);
+    }
     Ok(Hashed {
+        stat: before,
         manifest: Manifest { entries },
         checks,
     })
@@ -85,7 +113,7 @@ const PROGRESS_MIN_FILES: usize = 200;
 /// Chunks and hashes `paths` (relative to `root`) on every core. On a terminal, a batch of
 /// `PROGRESS_MIN_FILES` or more shows a progress bar (an initial scan of a large tree); when
 /// stdout is not a terminal there is none.
-pub fn hash_files(root: &Path, paths: &[&str]) -> HashMap<String, std::io::Result<Hashed>> {
+pub fn hash_files(root: &Path, paths: &[&str]) -> HashMap<String, Result<Hashed, ReadError>> {
     let bar = if paths.len() >= PROGRESS_MIN_FILES && std::io::stdout().is_terminal() {
         let style = ProgressStyle::with_template(
             "{msg} {wide_bar} {pos}/{len} files, {elapsed} elapsed, about {eta} left",

@@ -24,6 +24,9 @@ pub const QUIET_TIMEOUT: Duration = Duration::from_secs(120);
 /// Upload passes (each followed by a rescan of what changed meanwhile) before giving up for now.
 const MAX_UPLOAD_PASSES: usize = 5;
 
+/// Plans applied by one materialise when actions were skipped (each after a rescan).
+const MATERIALISE_PASSES: usize = 3;
+
 /// A connected session.
 pub struct Session {
     /// The connection.
@@ -150,21 +153,47 @@ impl Session {
         self.materialise(syncer).await
     }
 
-    /// Brings the disk to the document's state; rescans if anything was skipped.
+    /// Brings the disk to the document's state. Actions skipped because the disk changed since
+    /// the last scan are planned again after a rescan records what changed, a bounded number of
+    /// times: a skip never waits for some later message or timer to be retried. What is still
+    /// skipped after that (a file still being written) is retried when its writer closes it
+    /// (the watcher's event scans it, see [`Session::scanned`]).
     pub async fn materialise(&mut self, syncer: &mut Syncer) -> Result<(), AgentError> {
-        let actions = syncer.plan();
-        if actions.is_empty() {
-            return Ok(());
+        for _ in 0..MATERIALISE_PASSES {
+            let actions = syncer.plan();
+            if actions.is_empty() {
+                syncer.skipped_actions = false;
+                // Nothing left to download: no partial download is wanted any more.
+                return crate::partial::clean(&syncer.state, None);
+            }
+            tracing::debug!(actions = ?crate::logging::Head(&actions), "materialising");
+            let applied = apply::apply(syncer, Some(&mut self.link), actions).await?;
+            tracing::info!(
+                done = applied.done,
+                skipped = applied.skipped,
+                "materialised"
+            );
+            if applied.skipped == 0 {
+                syncer.skipped_actions = false;
+                return Ok(());
+            }
+            if syncer.scan(&HashSet::new())? {
+                self.push(syncer).await?;
+            }
         }
-        tracing::debug!(actions = ?crate::logging::Head(&actions), "materialising");
-        let applied = apply::apply(syncer, Some(&mut self.link), actions).await?;
-        tracing::info!(
-            done = applied.done,
-            skipped = applied.skipped,
-            "materialised"
-        );
-        if applied.skipped > 0 && syncer.scan(&HashSet::new())? {
+        syncer.skipped_actions = true;
+        Ok(())
+    }
+
+    /// A local scan ran: what it recorded goes to the relay, and the disk is brought to the
+    /// merged document (a recorded edit can call for a conflict copy or a move on disk, and
+    /// actions skipped earlier while a file was being written can now be done).
+    pub async fn scanned(&mut self, syncer: &mut Syncer, changed: bool) -> Result<(), AgentError> {
+        if changed {
             self.push(syncer).await?;
+        }
+        if changed || syncer.skipped_actions {
+            self.materialise(syncer).await?;
         }
         Ok(())
     }

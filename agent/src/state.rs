@@ -104,6 +104,12 @@ impl StateDir {
         self.root.join("tmp")
     }
 
+    /// Where large downloads are assembled, named by node and content so that the verified
+    /// chunks of one cut short (a kill, a crash, a lost link) are reused when it starts again.
+    pub fn partial_dir(&self) -> PathBuf {
+        self.root.join("partial")
+    }
+
     /// Where deleted and replaced files go first.
     pub fn trash_dir(&self) -> PathBuf {
         self.root.join("trash")

@@ -37,6 +37,25 @@ pub struct Status {
     pub waiting_to_join: bool,
 }
 
+/// `status.json` as the daemon keeps it: written only when what it says changed, so an idle
+/// daemon writes nothing.
+#[derive(Debug, Default)]
+pub struct StatusFile {
+    written: Option<Status>,
+}
+
+impl StatusFile {
+    /// Writes `status` unless it is what was written last.
+    pub fn save(&mut self, status: &Status, state: &StateDir) -> Result<(), AgentError> {
+        if self.written.as_ref() == Some(status) {
+            return Ok(());
+        }
+        status.save(state)?;
+        self.written = Some(status.clone());
+        Ok(())
+    }
+}
+
 impl Status {
     fn path(state: &StateDir) -> PathBuf {
         state.root().join("status.json")

@@ -84,6 +84,15 @@ pub struct Syncer {
     warned: HashSet<String>,
     /// The last derived tree and the heads it was derived at.
     remote_cache: Option<(Vec<[u8; 32]>, Remote)>,
+    /// Files being written now (from the watcher): a scan keeps their last recorded version
+    /// and does not read them, so a copy in progress is not published in parts.
+    pub hold: HashSet<String>,
+    /// Files the last scan found changing while it read them: not recorded yet; a later scan
+    /// (the watcher reports their next write) records them once they are still.
+    pub unsettled: HashSet<String>,
+    /// The last materialise left actions undone because the disk kept changing under them:
+    /// the next local scan plans again.
+    pub skipped_actions: bool,
     /// Whether this device has once held everything the relay had of the folder. Until then it
     /// does not scan: a folder that already holds files (a copy made before the device joined)
     /// is scanned against the relay's document, so what it shares with it is not duplicated.
@@ -115,6 +124,7 @@ impl Syncer {
         // A device indexed before this flag existed has joined.
         let joined = db.meta(JOINED)?.is_some() || !index.is_empty();
         clean_dir(&state.tmp_dir())?;
+        crate::partial::clean(&state, Some(crate::partial::MAX_AGE))?;
         Ok(Syncer {
             root: root.to_owned(),
             state,
@@ -130,6 +140,9 @@ impl Syncer {
             manifests: HashMap::new(),
             warned: HashSet::new(),
             remote_cache: None,
+            hold: HashSet::new(),
+            unsettled: HashSet::new(),
+            skipped_actions: false,
             joined,
             db,
         })
@@ -194,6 +207,7 @@ impl Syncer {
             .iter()
             .filter(|(path, stat)| {
                 stat.kind == NodeKind::File
+                    && !self.hold.contains(*path)
                     && !self
                         .index
                         .get(*path)
@@ -202,6 +216,10 @@ impl Syncer {
             .map(|(path, _)| path.as_str())
             .collect();
         let mut hashed = hasher::hash_files(&self.root, &to_hash);
+        // Files this scan leaves as they were last recorded (being written, or changing under
+        // the read): their index entries stay too, so the next scan looks at them again.
+        let mut deferred: HashSet<String> = HashSet::new();
+        self.unsettled.clear();
         for (path, stat) in &found {
             let content = match stat.kind {
                 NodeKind::Dir => None,
@@ -214,6 +232,14 @@ impl Syncer {
                     };
                     Some(self.new_content(stat, ContentBody::Symlink(target.to_owned())))
                 }
+                NodeKind::File if self.hold.contains(path) => {
+                    tracing::debug!(path, "being written: keeping its last recorded version");
+                    deferred.insert(path.clone());
+                    let Some(entry) = self.index.get(path) else {
+                        continue;
+                    };
+                    Some(self.content_of_entry(entry, &stat_of(entry), &remote))
+                }
                 NodeKind::File => {
                     let reuse = self
                         .index
@@ -221,20 +247,29 @@ impl Syncer {
                         .filter(|entry| !reread.contains(path) && clean(entry, stat));
                     match reuse {
                         Some(entry) => Some(self.content_of_entry(entry, stat, &remote)),
-                        None => {
-                            let file = match hashed.remove(path) {
-                                Some(Ok(file)) => file,
-                                // Vanished or unreadable mid-scan: the next scan sees it.
-                                Some(Err(error)) => {
-                                    tracing::warn!(path, %error, "cannot read file, skipping");
+                        None => match hashed.remove(path) {
+                            Some(Ok(file)) => {
+                                let body = self.body_for(&file.manifest);
+                                let content = self.new_content(&file.stat, body);
+                                read.insert(path.clone(), file);
+                                Some(content)
+                            }
+                            Some(Err(hasher::ReadError::Changing)) => {
+                                tracing::debug!(path, "changed while read: not recorded yet");
+                                deferred.insert(path.clone());
+                                self.unsettled.insert(path.clone());
+                                let Some(entry) = self.index.get(path) else {
                                     continue;
-                                }
-                                None => continue,
-                            };
-                            let body = self.body_for(&file.manifest);
-                            read.insert(path.clone(), file);
-                            Some(self.new_content(stat, body))
-                        }
+                                };
+                                Some(self.content_of_entry(entry, &stat_of(entry), &remote))
+                            }
+                            // Vanished or unreadable mid-scan: the next scan sees it.
+                            Some(Err(error)) => {
+                                tracing::warn!(path, %error, "cannot read file, skipping");
+                                continue;
+                            }
+                            None => continue,
+                        },
                     }
                 }
             };
@@ -295,7 +330,15 @@ impl Syncer {
         // The index now reflects the disk.
         let mut batch = Batch::default();
         for (path, node) in &result.nodes {
-            let (Some(stat), Some(entry)) = (found.get(path), disk.get(path)) else {
+            if deferred.contains(path) {
+                continue;
+            }
+            // A file read by this scan is indexed with the facts of that read.
+            let stat = read
+                .get(path)
+                .map(|file| &file.stat)
+                .or_else(|| found.get(path));
+            let (Some(stat), Some(entry)) = (stat, disk.get(path)) else {
                 continue;
             };
             let chunks = match read.get(path) {
@@ -340,7 +383,9 @@ impl Syncer {
     }
 
     fn queue_upload(&mut self, path: &str, file: &Hashed) {
-        let Hashed { manifest, checks } = file;
+        let Hashed {
+            manifest, checks, ..
+        } = file;
         let mut offset = 0u64;
         for (entry, &check) in manifest.entries.iter().zip(checks) {
             if let std::collections::hash_map::Entry::Vacant(slot) = self.pending.entry(entry.id) {
@@ -570,6 +615,18 @@ fn clean(entry: &IndexEntry, stat: &Stat) -> bool {
         && entry.ctime_ns == stat.ctime_ns
         && entry.content.is_some()
         && stat.mtime_ns + RACY_NS < entry.indexed_ns
+}
+
+/// The facts an index entry recorded, as a stat.
+fn stat_of(entry: &IndexEntry) -> Stat {
+    Stat {
+        kind: kind_of_byte(entry.kind),
+        size: entry.size,
+        mtime_ns: entry.mtime_ns,
+        inode: entry.inode,
+        ctime_ns: entry.ctime_ns,
+        mode: entry.mode,
+    }
 }
 
 /// Whether `old` can stay in the index for a scan that found `new`: the same facts, and old

@@ -12,6 +12,7 @@ use cloud3_engine::wire::limits::MAX_IDS_PER_MESSAGE;
 use cloud3_engine::wire::{ClientMessage, ServerMessage, message::ChunkPiece};
 use rayon::prelude::*;
 
+use crate::activity::Activity;
 use crate::connection::Connection;
 use crate::error::AgentError;
 use crate::hasher::{self, Expect};
@@ -28,6 +29,8 @@ pub struct Link {
     pub bytes_up: u64,
     /// Bytes of blob data received.
     pub bytes_down: u64,
+    /// What is transferring now, for `cloud3 status`.
+    pub activity: Activity,
 }
 
 impl Link {
@@ -40,7 +43,14 @@ impl Link {
             asked_ahead: Vec::new(),
             bytes_up: 0,
             bytes_down: 0,
+            activity: Activity::default(),
         }
+    }
+
+    /// Reports this link's transfers to `activity`.
+    pub fn with_activity(mut self, activity: Activity) -> Link {
+        self.activity = activity;
+        self
     }
 
     /// Sends a message.
@@ -92,6 +102,13 @@ impl Link {
     /// commits leave the link idle between batches.
     pub async fn upload(&mut self, syncer: &mut Syncer) -> Result<Vec<String>, AgentError> {
         let ids: Vec<ChunkId> = syncer.pending.keys().copied().collect();
+        let _reported = (!ids.is_empty()).then(|| {
+            self.activity
+                .upload(syncer.pending.values().filter_map(|source| match source {
+                    BlobSource::File { path, len, .. } => Some((path.clone(), u64::from(*len))),
+                    BlobSource::Bytes(_) => None,
+                }))
+        });
         let mut plan = Plan {
             batches: ids.chunks(MAX_IDS_PER_MESSAGE),
             asked: None,
@@ -208,6 +225,7 @@ impl Link {
         let Prepared { raw_len, encoded } = blob;
         for piece in ChunkPiece::split(id, raw_len, encoded.codec, encoded.bytes) {
             self.bytes_up += piece.data.len() as u64;
+            self.activity.sent(piece.data.len() as u64);
             self.send(&ClientMessage::ChunkPut(piece)).await?;
         }
         Ok(())
@@ -286,6 +304,7 @@ impl Link {
                     }
                 };
                 self.bytes_down += piece.data.len() as u64;
+                self.activity.received(piece.data.len() as u64);
                 let buffer = outstanding.entry(piece.id).or_default();
                 if piece.offset as usize != buffer.len()
                     || buffer.len() + piece.data.len() > piece.encoded_len as usize

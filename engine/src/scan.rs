@@ -187,6 +187,9 @@ impl Scanner<'_> {
         let mut seen: HashSet<NodeId> = HashSet::new();
         // Built on the first path this device never indexed (none in a usual scan).
         let mut unclaimed: Option<HashMap<&str, NodeId>> = None;
+        // Directories deleted remotely and untouched here, by path: what this device added or
+        // changed inside one keeps it (a deleted directory that holds a live node stays).
+        let mut deleted_dirs: HashMap<&str, NodeId> = HashMap::new();
         // BTreeMap order puts a parent before its children.
         for (path, entry) in disk {
             let (parent_path, name) = split_path(path);
@@ -194,9 +197,22 @@ impl Scanner<'_> {
                 None => NodeId::ROOT,
                 Some(parent_path) => match result.nodes.get(parent_path) {
                     Some(id) => *id,
-                    // The parent is not part of the document (deleted remotely, untouched
-                    // here): its children wait for the next scan after it is materialised.
-                    None => continue,
+                    None => match deleted_dirs.get(parent_path) {
+                        // A new or changed entry in a directory deleted elsewhere: recorded
+                        // under that directory, which it keeps alive (else removing the
+                        // directory would wait for this entry, and this entry for the removal).
+                        Some(&dir)
+                            if known
+                                .get(path)
+                                .is_none_or(|k| k.kind != entry.kind || !unchanged(k, entry)) =>
+                        {
+                            result.nodes.insert(parent_path.to_owned(), dir);
+                            dir
+                        }
+                        // The parent is not part of the document (deleted remotely, untouched
+                        // here): its children go with it when it is materialised.
+                        _ => continue,
+                    },
                 },
             };
             let node = match known.get(path) {
@@ -208,7 +224,9 @@ impl Scanner<'_> {
                     // Deleted remotely and untouched here: materialising will remove it. A file
                     // keeps its index entry current (a touch changes its mtime, not its
                     // content), or the removal would never match the disk again.
-                    if entry.kind != NodeKind::Dir {
+                    if entry.kind == NodeKind::Dir {
+                        deleted_dirs.insert(path, k.node);
+                    } else {
                         result.nodes.insert(path.clone(), k.node);
                     }
                     continue;

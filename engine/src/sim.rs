@@ -79,6 +79,12 @@ pub struct World {
 
 const NAMES: [&str; 5] = ["a", "b", "c.txt", "d.md", "e"];
 
+/// Plans applied per materialise when actions were skipped (as the agent does).
+const MATERIALISE_PASSES: usize = 3;
+
+/// Deliveries after faults stop within which every device must hold the final tree.
+const HEAL_STEPS: usize = 2_000;
+
 fn actor(device: usize, restarts: u32) -> Vec<u8> {
     let mut actor = vec![device as u8 + 1; 12];
     actor.extend_from_slice(&restarts.to_le_bytes());
@@ -134,7 +140,7 @@ impl World {
             let idx = self.rng.random_range(0..self.devices.len());
             match self.rng.random_range(0..100) {
                 0..35 => self.user_edit(idx),
-                35..40 => self.scan(idx),
+                35..40 => self.watcher_scan(idx),
                 40..76 => {
                     let to_relay = self.rng.random_bool(0.5);
                     self.deliver(idx, to_relay);
@@ -158,11 +164,52 @@ impl World {
         }
     }
 
-    /// A user operation followed (usually) by the agent's scan.
+    /// A user operation followed (usually) by the agent's scan, as its watcher reports it;
+    /// sometimes a burst of same-size rewrites of one file instead.
     fn user_edit(&mut self, idx: usize) {
-        self.user_op(idx);
+        if self.rng.random_bool(0.15) {
+            self.burst(idx);
+        } else {
+            self.user_op(idx);
+        }
         if self.rng.random_bool(0.7) {
-            self.scan(idx);
+            self.watcher_scan(idx);
+        }
+    }
+
+    /// What editors, formatters and build tools do: one file rewritten a few times in a row,
+    /// every write the same size, the watcher sometimes firing between two of them.
+    fn burst(&mut self, idx: usize) {
+        let files: Vec<String> = self.devices[idx]
+            .disk
+            .visible()
+            .filter(|(_, e)| e.kind == NodeKind::File)
+            .map(|(p, _)| p.clone())
+            .collect();
+        if files.is_empty() {
+            return self.user_op(idx);
+        }
+        let file = files[self.rng.random_range(0..files.len())].clone();
+        for _ in 0..self.rng.random_range(2..5) {
+            let fresh = format!(
+                "{:020}:{:010}:{:010}",
+                self.seed,
+                self.clock,
+                self.rng.random_range(0..1_000_000_000u32)
+            );
+            self.write(idx, &file, fresh.into_bytes());
+            self.clock += self.rng.random_range(0..6);
+            if self.rng.random_bool(0.3) {
+                self.watcher_scan(idx);
+            }
+        }
+    }
+
+    /// The agent's reaction to a watcher event: scan; when that recorded something, send it and
+    /// bring the disk to the merged document (a recorded edit can need a conflict copy written).
+    fn watcher_scan(&mut self, idx: usize) {
+        if self.scan(idx) && self.devices[idx].online {
+            self.materialise(idx);
         }
     }
 
@@ -239,8 +286,9 @@ impl World {
         });
     }
 
-    /// The user destroys `path` (and what is under it) before any scan recorded it: those
-    /// unrecorded writes are superseded by the user, not lost by sync.
+    /// The user destroys `path` (and what is under it): the writes it held, recorded or not,
+    /// are superseded by a user who saw them there (a file overwritten before any scan recorded
+    /// it, or a conflict copy read and then rewritten), not lost by sync.
     fn forget_local(&mut self, idx: usize, path: &str) {
         let prefix = format!("{path}/");
         let destroyed: Vec<Vec<u8>> = self.devices[idx]
@@ -251,14 +299,14 @@ impl World {
             .map(|(_, e)| e.bytes.clone())
             .collect();
         for (i, written) in self.ledger.iter().enumerate() {
-            if written.change.is_none() && destroyed.contains(&written.bytes) {
+            if destroyed.contains(&written.bytes) {
                 self.superseded.push(i);
             }
         }
     }
 
-    /// Records local changes into the document (the agent's scan).
-    fn scan(&mut self, idx: usize) {
+    /// Records local changes into the document (the agent's scan); whether it recorded any.
+    fn scan(&mut self, idx: usize) -> bool {
         let now = WallTime(self.clock);
         let device = &mut self.devices[idx];
         let disk_view = device.disk.scan_view(device.short, now);
@@ -281,7 +329,7 @@ impl World {
         }
         if result.ops.is_empty() {
             device.disk.reindex(&result.nodes);
-            return;
+            return false;
         }
         let mut touched: Vec<NodeId> = Vec::new();
         for op in &result.ops {
@@ -339,6 +387,7 @@ impl World {
         if device.online {
             self.push(idx);
         }
+        true
     }
 
     /// Uploads pending contents, then sends the document changes the relay lacks.
@@ -351,19 +400,30 @@ impl World {
         device.to_relay.extend(out);
     }
 
+    /// The agent's materialise: local edits scanned first, then the plan applied; actions
+    /// skipped because the disk changed meanwhile are planned again after a rescan, a bounded
+    /// number of times (as `Session::materialise` does).
     fn materialise(&mut self, idx: usize) {
         self.scan(idx);
-        let device = &mut self.devices[idx];
-        let remote = device.doc.derive().into_remote_entries();
-        let plan = materialise::plan(&remote, &device.disk.known());
-        if self.trace && !plan.is_empty() {
-            eprintln!("dev{idx} materialise: {plan:?}");
+        for _ in 0..MATERIALISE_PASSES {
+            let device = &mut self.devices[idx];
+            let remote = device.doc.derive().into_remote_entries();
+            let plan = materialise::plan(&remote, &device.disk.known());
+            if plan.is_empty() {
+                return;
+            }
+            if self.trace {
+                eprintln!("dev{idx} materialise: {plan:?}");
+            }
+            if !self.healing && self.rng.random_bool(0.3) {
+                // The user is faster than the agent: an edit lands between planning and applying.
+                self.user_op(idx);
+            }
+            if self.devices[idx].disk.apply(plan, &self.blobs) == 0 {
+                return;
+            }
+            self.scan(idx);
         }
-        if !self.healing && self.rng.random_bool(0.3) {
-            // The user is faster than the agent: an edit lands between planning and applying.
-            self.user_op(idx);
-        }
-        self.devices[idx].disk.apply(plan, &self.blobs);
     }
 
     /// Delivers one message in one direction of this device's connection.
@@ -482,36 +542,49 @@ impl World {
         self.connect(idx);
     }
 
-    /// Everyone online; run until nothing moves.
+    /// Faults stop: every device comes online, and the agents do only what events make them
+    /// do (each pending watcher event is one scan; each message delivered is handled as the
+    /// agent handles it). No timer runs: nothing materialises or rescans unprompted, so a
+    /// device that could only catch up through a periodic rescan or a keep-alive fails the
+    /// liveness bound here.
     fn heal(&mut self) -> Result<(), SimFailure> {
         self.healing = true;
         for idx in 0..self.devices.len() {
+            let was_online = self.devices[idx].online;
             self.connect(idx);
+            if !was_online {
+                // A connecting agent brings its disk to the document once.
+                self.materialise(idx);
+            }
+            // The watcher's event for edits no scan recorded yet.
+            self.watcher_scan(idx);
         }
-        for round in 0..400 {
+        let mut steps = 0;
+        loop {
             let mut moved = false;
             for idx in 0..self.devices.len() {
-                while !self.devices[idx].to_relay.is_empty() {
-                    moved = true;
-                    self.deliver(idx, true);
-                }
-                while !self.devices[idx].from_relay.is_empty() {
-                    moved = true;
-                    self.deliver(idx, false);
-                }
-            }
-            for idx in 0..self.devices.len() {
-                let heads_before = self.devices[idx].doc.heads();
-                self.materialise(idx);
-                if self.devices[idx].doc.heads() != heads_before {
-                    moved = true;
+                for to_relay in [true, false] {
+                    let queue = if to_relay {
+                        &self.devices[idx].to_relay
+                    } else {
+                        &self.devices[idx].from_relay
+                    };
+                    if !queue.is_empty() {
+                        moved = true;
+                        steps += 1;
+                        self.deliver(idx, to_relay);
+                    }
                 }
             }
-            if !moved && round > 2 {
+            if !moved {
                 return Ok(());
             }
+            if steps > HEAL_STEPS {
+                return Err(self.fail(format!(
+                    "liveness: messages still moving after {HEAL_STEPS} deliveries"
+                )));
+            }
         }
-        Err(self.fail("did not go quiet after healing".into()))
     }
 
     fn check(mut self) -> Result<(), SimFailure> {

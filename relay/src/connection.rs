@@ -113,7 +113,7 @@ pub async fn serve(
                 };
                 if let Err(reason) = session.run(&relay, &mut stream, &tx).await {
                     relay.metrics.dropped.inc();
-                    tracing::info!(user = %user, device = %session.device.short(), reason, "dropping connection");
+                    tracing::warn!(user = %user, device = %session.device.short(), reason, "dropping connection");
                     let _ = tx.send(Outbound::Close(CloseCode::Limit, reason)).await;
                 }
                 relay.hub.disconnect(&user, conn).await;
@@ -402,7 +402,9 @@ impl Session {
                 // and broken framing are a broken rule.
                 Some(Err(error)) => {
                     let error = error.to_string();
-                    if error.contains("without closing handshake") {
+                    if error.contains("without closing handshake")
+                        || error.contains("Connection reset by peer")
+                    {
                         return Ok(());
                     }
                     return Err(format!("unreadable frame: {error}"));

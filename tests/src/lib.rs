@@ -255,6 +255,11 @@ impl Device {
         Ok(())
     }
 
+    /// The running daemon's process id.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.with_extension("daemon.log")
     }
@@ -445,4 +450,36 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// CPU time (user + system) a process has used so far, in seconds, from `/proc/PID/stat`.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    // Fields after the command name (which is in parentheses and may hold spaces): state is
+    // field 3, utime 14 and stime 15.
+    let rest = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .context("stat field")
+    };
+    Ok((ticks(11)? + ticks(12)?) as f64 / clock_ticks_per_second()?)
+}
+
+fn clock_ticks_per_second() -> Result<f64> {
+    let output = Command::new("getconf").arg("CLK_TCK").output()?;
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .context("getconf CLK_TCK")
+}
+
+/// The share of one core a process used over `window`, measured from now.
+pub fn cpu_share(pid: u32, window: Duration) -> Result<f64> {
+    let before = cpu_seconds(pid)?;
+    std::thread::sleep(window);
+    Ok((cpu_seconds(pid)? - before) / window.as_secs_f64())
 }

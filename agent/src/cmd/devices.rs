@@ -5,13 +5,20 @@ use std::path::Path;
 use cloud3_engine::wire::{ClientMessage, DeviceInfo, ServerMessage};
 
 use super::{Folder, block_on};
+use crate::control::{self, Reply, Request};
 use crate::error::AgentError;
 
 /// Prints one line per device.
 pub(crate) fn run(dir: &Path) -> Result<(), AgentError> {
     let folder = Folder::open(dir)?;
     let me = folder.key.device_id();
-    for device in fetch(&folder)? {
+    // A running daemon asks over its live connection.
+    let devices = match control::ask(&folder.state, &Request::Devices)? {
+        Some(Reply::Devices { devices }) => devices,
+        Some(other) => return Err(control::unexpected(&other)),
+        None => fetch(&folder)?,
+    };
+    for device in devices {
         let status = match (device.revoked, device.online) {
             (Some(_), _) => "revoked",
             (None, true) => "online",

@@ -1,69 +1,70 @@
 //! `cloud3 history PATH` and `cloud3 restore PATH [--version V]`: a file's versions, and bringing
-//! one back (or undeleting the file). Both read the local document, so they work offline; they
-//! need the daemon stopped (it holds the database).
+//! one back (or undeleting the file). With the daemon running they ask it (see `control`): the
+//! daemon sends a restore to the relay at once, like any edit. Without it they read and change
+//! the local document directly (so they work offline), and a restore then syncs once.
 
 use std::path::Path;
 
 use cloud3_engine::time::WallTime;
 
 use super::{Folder, block_on};
+use crate::control::{self, Reply, Request};
 use crate::daemon;
 use crate::error::AgentError;
-use crate::syncer::{Syncer, wall_now};
+use crate::syncer::Syncer;
+use crate::versions::{self, History};
 
 /// Prints the versions of PATH, oldest first, numbered for `restore --version`.
 pub(crate) fn run(dir: &Path, path: &str) -> Result<(), AgentError> {
     let folder = Folder::open(dir)?;
-    let mut syncer = open(dir, &folder)?;
-    let (node, deleted) = syncer
-        .doc
-        .find_path(path)
-        .ok_or_else(|| AgentError::Usage(format!("{path} is not in the folder's history")))?;
-    let versions = syncer.doc.node_history(node);
-    for (number, version) in versions.iter().enumerate() {
-        let author = syncer.doc.device_name(version.content.author);
+    let request = Request::History {
+        path: path.to_owned(),
+    };
+    let history = match control::ask(&folder.state, &request)? {
+        Some(Reply::History { history }) => history,
+        Some(other) => return Err(control::unexpected(&other)),
+        None => versions::history(&mut open(dir, &folder)?, path)?,
+    };
+    print(path, &history);
+    Ok(())
+}
+
+fn print(path: &str, history: &History) {
+    for (number, version) in history.versions.iter().enumerate() {
         println!(
-            "{number:>3}  {}  {:>12} bytes  by {author}  {}",
-            format_time(version.content.written_at),
-            version.content.size,
-            &version.content.hash().to_hex()[..12],
+            "{number:>3}  {}  {:>12} bytes  by {}  {}",
+            format_time(WallTime(version.written_at)),
+            version.size,
+            version.author,
+            &version.hash[..12.min(version.hash.len())],
         );
     }
-    if deleted {
+    if history.deleted {
         println!("(deleted; `cloud3 restore {path}` brings it back)");
     }
-    Ok(())
 }
 
 /// Restores PATH: undeletes it, and with `--version` puts that version's content back.
 pub(crate) fn restore(dir: &Path, path: &str, version: Option<usize>) -> Result<(), AgentError> {
     let folder = Folder::open(dir)?;
-    {
-        let mut syncer = open(dir, &folder)?;
-        let (node, deleted) = syncer
-            .doc
-            .find_path(path)
-            .ok_or_else(|| AgentError::Usage(format!("{path} is not in the folder's history")))?;
-        let versions = syncer.doc.node_history(node);
-        let chosen = match version {
-            Some(number) => Some(versions.get(number).ok_or_else(|| {
-                AgentError::Usage(format!(
-                    "{path} has versions 0 to {}",
-                    versions.len().saturating_sub(1)
-                ))
-            })?),
-            None => None,
-        };
-        if deleted {
-            syncer.doc.restore(node).map_err(doc_error)?;
+    let request = Request::Restore {
+        path: path.to_owned(),
+        version,
+    };
+    match control::ask(&folder.state, &request)? {
+        Some(Reply::Restored { synced: true }) => {
+            println!("restored {path}");
+            return Ok(());
         }
-        if let Some(chosen) = chosen {
-            let mut content = chosen.content.clone();
-            content.written_at = wall_now();
-            content.author = syncer.short();
-            syncer.doc.set_content(node, content).map_err(doc_error)?;
+        Some(Reply::Restored { synced: false }) => {
+            println!(
+                "recorded the restore of {path}; the daemon syncs it (and fetches bytes this \
+                 device lacks) when the relay is reachable"
+            );
+            return Ok(());
         }
-        syncer.commit_batch(Default::default(), true)?;
+        Some(other) => return Err(control::unexpected(&other)),
+        None => versions::restore(&mut open(dir, &folder)?, path, version)?,
     }
     // Bring the disk (and the relay) up to date now if the relay is reachable.
     match block_on(daemon::sync_once(folder))? {
@@ -80,14 +81,12 @@ fn open(dir: &Path, folder: &Folder) -> Result<Syncer, AgentError> {
         AgentError::Database { message, .. }
             if message.contains("already open") || message.contains("lock") =>
         {
-            AgentError::Usage("the daemon is running for this folder: stop it first".into())
+            AgentError::Usage(
+                "the daemon holds this folder but does not answer on its control socket".into(),
+            )
         }
         other => other,
     })
-}
-
-fn doc_error(error: impl std::fmt::Display) -> AgentError {
-    AgentError::Protocol(format!("folder document: {error}"))
 }
 
 fn format_time(time: WallTime) -> String {

@@ -1,22 +1,34 @@
-//! `cloud3 status [--json]`: whether the folder is in sync.
+//! `cloud3 status [--json]`: whether the folder is in sync. A running daemon answers with live
+//! figures (see `control`), including what it is transferring now; without one, the status the
+//! last daemon or `sync` wrote to `.cloud3/status.json`.
 
 use std::path::Path;
 
 use super::Folder;
+use crate::activity::{Transfer, Transfers};
+use crate::control::{self, Reply, Request};
 use crate::error::AgentError;
 use crate::status::Status;
 
-/// Prints the status the daemon (or the last `sync`) recorded.
+/// Prints the live status, or the one the last daemon (or `sync`) recorded.
 pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
     let folder = Folder::open(dir)?;
-    let mut status = Status::load(&folder.state).unwrap_or_default();
-    let running = status.writer_alive();
+    let (mut status, transfers, live) = match control::ask(&folder.state, &Request::Status)? {
+        Some(Reply::Status { status, transfers }) => (status, Some(transfers), true),
+        Some(other) => return Err(control::unexpected(&other)),
+        None => (Status::load(&folder.state).unwrap_or_default(), None, false),
+    };
+    let running = live || status.writer_alive();
     if !running {
         status.connected = false;
     }
     if json {
         let mut value = serde_json::to_value(&status).unwrap_or_default();
         value["daemon_running"] = serde_json::Value::Bool(running);
+        value["source"] = serde_json::Value::String(if live { "daemon" } else { "file" }.into());
+        if let Some(transfers) = &transfers {
+            value["transfers"] = serde_json::to_value(transfers).unwrap_or_default();
+        }
         value["relay"] = serde_json::Value::String(folder.config.relay.clone());
         value["device"] = serde_json::Value::String(folder.key.device_id().short().to_string());
         println!("{value}");
@@ -54,6 +66,9 @@ pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
         status.pending_downloads,
         status.pending_download_bytes
     );
+    if let Some(transfers) = &transfers {
+        print_transfers(transfers);
+    }
     println!(
         "online:   {}",
         if status.online.is_empty() {
@@ -72,6 +87,32 @@ pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
         println!("last error: {error}");
     }
     Ok(())
+}
+
+fn print_transfers(transfers: &Transfers) {
+    let list = |files: &[Transfer]| {
+        files
+            .iter()
+            .take(5)
+            .map(|f| format!("{} ({} bytes)", f.path, f.size))
+            .chain((files.len() > 5).then(|| format!("and {} more", files.len() - 5)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !transfers.uploading.is_empty() {
+        println!(
+            "sending:  {} ({} bytes sent so far)",
+            list(&transfers.uploading),
+            transfers.uploaded_bytes
+        );
+    }
+    if !transfers.downloading.is_empty() {
+        println!(
+            "fetching: {} ({} bytes received so far)",
+            list(&transfers.downloading),
+            transfers.downloaded_bytes
+        );
+    }
 }
 
 fn format_time(ms: i64) -> String {

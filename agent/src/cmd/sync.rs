@@ -1,14 +1,24 @@
-//! `cloud3 sync`: one exchange with the relay, then exit.
+//! `cloud3 sync`: one exchange with the relay, then exit. With the daemon running, it asks the
+//! daemon to scan now and answers once the daemon and the relay agree.
 
 use std::path::Path;
 
 use super::{Folder, block_on};
+use crate::control::{self, Reply, Request};
 use crate::daemon;
 use crate::error::AgentError;
 
 /// Scans, uploads, downloads and materialises until the folder and the relay agree.
 pub(crate) fn run(dir: &Path) -> Result<(), AgentError> {
     let folder = Folder::open(dir)?;
+    match control::ask(&folder.state, &Request::Sync)? {
+        Some(Reply::Synced) => {
+            println!("in sync");
+            return Ok(());
+        }
+        Some(other) => return Err(control::unexpected(&other)),
+        None => {}
+    }
     let status = block_on(daemon::sync_once(folder))??;
     if !status.conflicts.is_empty() {
         println!("{} conflict copies in the folder", status.conflicts.len());

@@ -233,6 +233,34 @@ fn a_file_deleted_remotely_but_touched_here_stays_indexed_for_its_removal() {
 }
 
 #[test]
+fn a_file_added_in_a_directory_deleted_elsewhere_keeps_the_directory() {
+    let (mut disk, index, mut doc) =
+        synced(&[(1, 0, "e", dir(10)), (2, 1, "e/old.txt", file(11, "old"))]);
+    // Another device deleted the directory and its file; this one wrote a new file inside
+    // before that reached its disk.
+    doc.clear();
+    disk.insert("e/new.txt".into(), file(12, "new"));
+    let result = scan(&disk, &index, &doc);
+    assert_eq!(
+        result.ops,
+        vec![DocOp::Create {
+            id: id(101),
+            parent: id(1),
+            name: "new.txt".into(),
+            kind: NodeKind::File,
+            mode: 0o644,
+            content: Some(content("new")),
+        }],
+        "recorded under the deleted directory, which it keeps alive"
+    );
+    // Untouched, the directory and its old file still go.
+    disk.remove("e/new.txt");
+    let result = scan(&disk, &index, &doc);
+    assert!(result.ops.is_empty(), "{:?}", result.ops);
+    assert_eq!(result.nodes.get("e"), None);
+}
+
+#[test]
 fn a_copy_already_on_disk_joins_the_documents_nodes_instead_of_duplicating_them() {
     // The document has photos/ with x.txt and z.txt; this device never indexed anything but
     // holds its own copy: photos/, the same x.txt, a different z.txt and a new y.txt.

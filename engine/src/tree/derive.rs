@@ -6,7 +6,8 @@
 //!    in Automerge's order wins, the same on every replica.
 //! 2. Concurrent contents: the winner is the latest `written_at`, then the higher author id; each
 //!    other version becomes a conflict copy beside it, with an id derived from the node and that
-//!    version, named `NAME (conflict from DEVICE YYYY-MM-DD HHMMSS).EXT`.
+//!    version, named `NAME (conflict from DEVICE YYYY-MM-DD HHMMSS).EXT`. Versions with equal
+//!    bytes (the same content hash) are one version: no copy for them.
 //! 3. Edit beats delete: a file is deleted only if its tombstone saw the content it now has.
 //! 4. Invalid names are skipped with a warning (and their subtree); a missing or non-directory
 //!    parent means the root; move cycles are broken by moving the smallest id in the cycle to the
@@ -70,10 +71,18 @@ pub fn content_winner_and_copies(
         return (None, Vec::new());
     };
     let name = NodeRecord::pick(&record.names).unwrap_or_default();
-    let copies = record
+    // Equal bytes written concurrently are one version, not a conflict: a losing content whose
+    // hash the winner (or a later loser) already has makes no copy.
+    let mut losers: Vec<&Content> = record
         .contents
         .iter()
-        .filter(|c| **c != winner)
+        .filter(|c| c.hash() != winner.hash())
+        .collect();
+    losers.sort_by_key(|c| std::cmp::Reverse((c.written_at, c.author)));
+    let mut seen = std::collections::HashSet::new();
+    losers.retain(|c| seen.insert(c.hash()));
+    let copies = losers
+        .into_iter()
         .map(|loser| ConflictCopy {
             id: NodeId::derived("cloud3 conflict", &[&record.id.0, &loser.encode()]),
             name: conflict_name(&name, &device_name(loser.author), loser.written_at),

@@ -129,6 +129,47 @@ fn concurrent_edits_keep_the_later_and_copy_the_other() {
 }
 
 #[test]
+fn the_same_bytes_written_concurrently_are_one_version_not_a_conflict() {
+    check(
+        |d| file(d, 1, NodeId::ROOT, "report.txt", "base"),
+        |d| {
+            d.set_content(id(1), content("same words", A, 10_000))
+                .unwrap()
+        },
+        |d| {
+            d.set_content(id(1), content("same words", B, 20_000))
+                .unwrap()
+        },
+        &["report.txt=10"],
+    );
+    // Three devices, two of them agreeing: one copy for the one that differs.
+    let mut a = doc(1);
+    let mut b = doc(2);
+    let mut c = doc(3);
+    file(&mut a, 1, NodeId::ROOT, "f.txt", "base");
+    a.commit(WallTime(1));
+    merge(&mut a, &mut b);
+    merge(&mut a, &mut c);
+    a.set_content(id(1), content("agreed", A, 10_000)).unwrap();
+    b.set_content(id(1), content("agreed", B, 11_000)).unwrap();
+    c.set_content(id(1), content("other!!", A, 30_000)).unwrap();
+    for d in [&mut a, &mut b, &mut c] {
+        d.commit(WallTime(2));
+    }
+    merge(&mut a, &mut b);
+    merge(&mut a, &mut c);
+    merge(&mut a, &mut b);
+    assert_eq!(a.derive().canonical(), c.derive().canonical());
+    assert_eq!(
+        listing(&a),
+        [
+            "f (conflict from desktop 1970-01-01 000011).txt=6",
+            "f.txt=7"
+        ]
+    );
+}
+
+#[test]
 fn conflict_copies_have_the_same_id_on_every_replica() {
     let mut a = doc(1);
     let mut b = doc(2);

@@ -4,17 +4,20 @@
 //!
 //! ```text
 //! cargo build --release --workspace
-//! cargo run --release -p cloud3-tests --bin bench -- [W1 W1-TLS W2 W2-TLS W3 W4 W5 | all] [--quick]
+//! cargo run --release -p cloud3-tests --bin bench -- [W1 W1-TLS W2 W2-TLS W2b W3 W4 W5 I1 | all]
+//!     [--quick]
 //! ```
 //!
 //! Device workloads: W1 initial sync (with the CPU floor of its byte path, see `ByteFloor`), W2
-//! propagation latency (W1-TLS and W2-TLS: the same over `wss://`, a private CA made here), W3 1-byte insert, W4 source tree upgrade, W5 100,000 files. Relay
+//! propagation latency (W1-TLS and W2-TLS: W1 and W2 over `wss://`, a private CA made here), W2b
+//! bursts of same-size rewrites, W3 1-byte insert, W4 source tree
+//! upgrade, W5 100,000 files, I1 an idle daemon's CPU (and after every file is read). Relay
 //! workloads: R1 idle connections (1,000; `R1-10k` 10,000), R2 fan-out to 100 devices, R3 relay
 //! disk usage after 2 GiB. `--quick` shrinks every workload
 //! (a smoke run, not figures for BENCHMARKS.md).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -26,7 +29,7 @@ use cloud3_engine::tree::{FolderDoc, NodeKind};
 use cloud3_engine::wire::{ClientMessage, ServerMessage};
 use cloud3_tests::client::{Client, enrol};
 use cloud3_tests::pki::{Ca, start_tls_relay};
-use cloud3_tests::{Device, Proxy, Relay, binary, wait_until};
+use cloud3_tests::{Device, Proxy, Relay, binary, cpu_share, wait_until};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -166,7 +169,11 @@ impl Transport {
     }
 }
 
-fn setup(root: &Path, transport: Transport) -> Result<Setup> {
+fn setup(root: &Path) -> Result<Setup> {
+    setup_over(root, Transport::Plain)
+}
+
+fn setup_over(root: &Path, transport: Transport) -> Result<Setup> {
     let (relay, url, ca) = match transport {
         Transport::Plain => {
             let relay = Relay::start(&root.join("relay"))?;
@@ -263,7 +270,7 @@ fn fill(dir: &Path, seed: u64, small: usize, large: usize, large_mib: usize) -> 
 
 fn w1(root: &Path, quick: bool, transport: Transport) -> Result<serde_json::Value> {
     let (small, large, mib) = if quick { (500, 2, 5) } else { (10_000, 20, 50) };
-    let s = setup(root, transport)?;
+    let s = setup_over(root, transport)?;
     let bytes = fill(&s.a.dir, 1, small, large, mib)?;
     let upload = sync(&s.a)?;
     let download = sync(&s.b)?;
@@ -353,8 +360,8 @@ impl ByteFloor {
 }
 
 fn w2(root: &Path, quick: bool, transport: Transport) -> Result<serde_json::Value> {
-    let edits = if quick { 5 } else { 20 };
-    let mut s = setup(root, transport)?;
+    let edits = if quick { 5 } else { 50 };
+    let mut s = setup_over(root, transport)?;
     s.a.start_daemon()?;
     s.b.start_daemon()?;
     std::thread::sleep(Duration::from_secs(1));
@@ -372,22 +379,118 @@ fn w2(root: &Path, quick: bool, transport: Transport) -> Result<serde_json::Valu
     }
     s.a.stop_daemon()?;
     s.b.stop_daemon()?;
-    let mut sorted = latencies.clone();
+    let mut figures = percentiles(&latencies);
+    figures["workload"] = json!("W2 propagation latency");
+    figures["transport"] = json!(transport.name());
+    figures["edits"] = json!(edits);
+    Ok(figures)
+}
+
+/// p50, p90, p99 and max of latencies in milliseconds.
+fn percentiles(latencies: &[f64]) -> serde_json::Value {
+    let mut sorted = latencies.to_vec();
     sorted.sort_by(f64::total_cmp);
     let at = |q: f64| sorted[((sorted.len() as f64 - 1.0) * q).round() as usize];
-    Ok(json!({
-        "workload": "W2 propagation latency",
-        "transport": transport.name(),
-        "edits": edits,
+    json!({
         "p50_ms": round(at(0.5)),
         "p90_ms": round(at(0.9)),
+        "p99_ms": round(at(0.99)),
         "max_ms": round(at(1.0)),
+    })
+}
+
+/// W2b: bursts as editors, formatters and build tools make them: five small files each
+/// rewritten three times in a row, 0-5 ms apart, every write the same size; then a pause of
+/// 0.2-0.6 s. The latency of a round runs from its last write until b holds every file's last
+/// bytes.
+fn w2b(root: &Path, quick: bool) -> Result<serde_json::Value> {
+    let rounds = if quick { 4 } else { 30 };
+    let mut s = setup(root)?;
+    s.a.start_daemon()?;
+    s.b.start_daemon()?;
+    std::thread::sleep(Duration::from_secs(1));
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let files: Vec<String> = (0..5).map(|i| format!("src/mod{i}.rs")).collect();
+    let mut latencies = Vec::new();
+    for round in 0..rounds {
+        let mut last = Vec::new();
+        for file in &files {
+            let mut text = String::new();
+            for write in 0..3 {
+                text = format!(
+                    "// round {round:03} write {write} of {file}: {:08}\n",
+                    rng.random_range(0..100_000_000u32)
+                );
+                s.a.write(file, &text);
+                std::thread::sleep(Duration::from_millis(rng.random_range(0..6)));
+            }
+            last.push((file.clone(), text));
+        }
+        let started = Instant::now();
+        wait_until(
+            Duration::from_secs(30),
+            "the round's last bytes on b",
+            || {
+                last.iter()
+                    .all(|(file, text)| s.b.read(file).as_deref() == Some(text.as_bytes()))
+            },
+        )?;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(rng.random_range(200..600)));
+    }
+    s.a.stop_daemon()?;
+    s.b.stop_daemon()?;
+    let mut figures = percentiles(&latencies);
+    figures["workload"] = json!("W2b burst propagation");
+    figures["rounds"] = json!(rounds);
+    Ok(figures)
+}
+
+/// I1: a running daemon's CPU in a folder of 10,000 files and 1 GiB with nothing changing, for
+/// 60 s; then every file is read (`cat` of the whole folder) and its CPU is measured over the
+/// 5 s that follow and the 5 s after those.
+fn i1(root: &Path, quick: bool) -> Result<serde_json::Value> {
+    let (small, large, mib, idle_s) = if quick {
+        (1_000, 2, 50, 10)
+    } else {
+        (10_000, 20, 50, 60)
+    };
+    let mut s = setup(root)?;
+    let bytes = fill(&s.a.dir, 3, small, large, mib)?;
+    sync(&s.a)?;
+    s.a.start_daemon()?;
+    let pid = s.a.daemon_pid().context("daemon pid")?;
+    // The daemon's start: its first scan and the exchange with the relay.
+    std::thread::sleep(Duration::from_secs(10));
+    let idle = cpu_share(pid, Duration::from_secs(idle_s))?;
+    let files: Vec<PathBuf> = cloud3_tests::snapshot(&s.a.dir)
+        .into_iter()
+        .filter(|(_, e)| matches!(e, cloud3_tests::Entry::File(..)))
+        .map(|(p, _)| s.a.dir.join(p))
+        .collect();
+    let cat = Command::new("cat")
+        .args(&files)
+        .stdout(Stdio::null())
+        .status()
+        .context("cat")?;
+    anyhow::ensure!(cat.success(), "cat failed");
+    let first = cpu_share(pid, Duration::from_secs(5))?;
+    let second = cpu_share(pid, Duration::from_secs(5))?;
+    s.a.stop_daemon()?;
+    Ok(json!({
+        "workload": "I1 idle daemon",
+        "files": files.len(),
+        "bytes": bytes,
+        "idle_s": idle_s,
+        "idle_cpu_pct": round(idle * 100.0),
+        "after_cat_0_5s_cpu_pct": round(first * 100.0),
+        "after_cat_5_10s_cpu_pct": round(second * 100.0),
     }))
 }
 
 fn w3(root: &Path, quick: bool) -> Result<serde_json::Value> {
     let mib = if quick { 10 } else { 100 };
-    let s = setup(root, Transport::Plain)?;
+    let s = setup(root)?;
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut bytes = vec![0u8; mib << 20];
     rng.fill_bytes(&mut bytes);
@@ -495,7 +598,7 @@ fn replace_tree(dir: &Path, with: &Path) -> Result<()> {
 
 fn w4(root: &Path) -> Result<serde_json::Value> {
     let (old, new, old_name, new_name) = releases()?;
-    let s = setup(root, Transport::Plain)?;
+    let s = setup(root)?;
     replace_tree(&s.a.dir, &old)?;
     sync(&s.a)?;
     sync(&s.b)?;
@@ -539,7 +642,7 @@ fn w4(root: &Path) -> Result<serde_json::Value> {
 
 fn w5(root: &Path, quick: bool) -> Result<serde_json::Value> {
     let files = if quick { 5_000 } else { 100_000 };
-    let s = setup(root, Transport::Plain)?;
+    let s = setup(root)?;
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     for i in 0..files {
         let len = rng.random_range(10..200);
@@ -749,7 +852,7 @@ fn disk_usage(dir: &Path) -> Result<u64> {
 
 /// R3: relay disk usage after uploading `gib` GiB of mixed files, next to the compressed payload.
 fn r3(root: &Path, gib: usize) -> Result<serde_json::Value> {
-    let s = setup(root, Transport::Plain)?;
+    let s = setup(root)?;
     let bytes = fill(&s.a.dir, 33, 1000, gib * 16, 64)?;
     let mut seen = std::collections::HashSet::new();
     let mut payload = 0u64;
@@ -785,7 +888,8 @@ fn main() -> Result<()> {
         .collect();
     if chosen.is_empty() || chosen.contains(&"all") {
         chosen = vec![
-            "W1", "W1-TLS", "W2", "W2-TLS", "W3", "W4", "W5", "R1", "R1-10k", "R2", "R3",
+            "W1", "W1-TLS", "W2", "W2-TLS", "W2b", "W3", "W4", "W5", "I1", "R1", "R1-10k", "R2",
+            "R3",
         ];
     }
     for workload in chosen {
@@ -795,6 +899,8 @@ fn main() -> Result<()> {
             "W1-TLS" => w1(tmp.path(), quick, Transport::Tls),
             "W2" => w2(tmp.path(), quick, Transport::Plain),
             "W2-TLS" => w2(tmp.path(), quick, Transport::Tls),
+            "W2b" => w2b(tmp.path(), quick),
+            "I1" => i1(tmp.path(), quick),
             "W3" => w3(tmp.path(), quick),
             "W4" => w4(tmp.path()),
             "W5" => w5(tmp.path(), quick),
@@ -802,9 +908,10 @@ fn main() -> Result<()> {
             "R1-10k" => r1(tmp.path(), 10_000),
             "R2" => r2(tmp.path()),
             "R3" => r3(tmp.path(), if quick { 1 } else { 2 }),
-            other => {
-                bail!("unknown workload {other}: W1..W5, W1-TLS, W2-TLS, R1, R1-10k, R2, R3 or all")
-            }
+            other => bail!(
+                "unknown workload {other}: W1..W5, W1-TLS, W2-TLS, W2b, I1, R1, R1-10k, R2, R3 \
+                 or all"
+            ),
         }
         .with_context(|| format!("workload {workload}"))?;
         println!("{result}");

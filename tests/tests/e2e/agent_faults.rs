@@ -199,6 +199,66 @@ fn an_agent_killed_mid_download_converges_without_a_partial_file() -> Result<()>
     Ok(())
 }
 
+/// A 200 MiB download killed at about a quarter fetches, when it starts again, at most what it
+/// did not yet hold plus one chunk: the chunks it had written and verified are kept.
+#[test]
+fn a_download_killed_at_a_quarter_resumes_where_it_stopped() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (relay, mut devices) = setup(tmp.path(), 2)?;
+    let size = 200usize << 20;
+    let big = random_bytes(11, size);
+    devices[0].write("big.bin", &big);
+    devices[0].sync()?;
+
+    let b = &mut devices[1];
+    let proxy = b.behind_proxy(&relay)?;
+    proxy.set_delay(Duration::from_millis(5));
+    b.start_daemon()?;
+    wait_until(Duration::from_secs(120), "a quarter downloaded", || {
+        proxy.bytes().1 > (size / 4) as u64
+    })?;
+    b.kill_daemon();
+    let before = proxy.bytes().1;
+    assert!(before < size as u64, "download finished before the kill");
+    // What the killed run left verified on disk, chunk by chunk.
+    let partials: Vec<_> = std::fs::read_dir(b.dir.join(".cloud3/partial"))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(partials.len(), 1, "one partial download: {partials:?}");
+    let partial = std::fs::read(&partials[0])?;
+    let mut held = 0u64;
+    let mut largest = 0u64;
+    let mut offset = 0usize;
+    cloud3_engine::chunk::cdc::for_each_chunk(big.as_slice(), size as u64, |chunk| {
+        let end = offset + chunk.len();
+        if partial.get(offset..end) == Some(chunk) {
+            held += chunk.len() as u64;
+        }
+        largest = largest.max(chunk.len() as u64);
+        offset = end;
+    })?;
+    assert!(held > (size / 8) as u64, "kept only {held} bytes");
+
+    proxy.set_delay(Duration::ZERO);
+    b.sync()?;
+    assert_eq!(b.read("big.bin").as_deref(), Some(big.as_slice()));
+    let again = proxy.bytes().1 - before;
+    let remaining = size as u64 - held;
+    eprintln!(
+        "received {before} bytes before the kill, {held} verified on disk; after the restart {again} bytes for the remaining {remaining} (largest chunk {largest})"
+    );
+    assert!(
+        again <= remaining + largest + (remaining / 100),
+        "fetched {again} bytes again, remaining was {remaining}"
+    );
+    assert!(
+        !b.dir.join(".cloud3/partial").read_dir()?.any(|_| true),
+        "the partial download is gone once installed"
+    );
+    Ok(())
+}
+
 #[test]
 fn a_relay_killed_mid_upload_loses_nothing_acknowledged() -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -249,7 +309,16 @@ fn a_relay_killed_mid_upload_loses_nothing_acknowledged() -> Result<()> {
             ("big.bin", &big),
         ],
     );
+    let sent_before = proxy.bytes().0;
     a.sync()?;
+    // The upload resumes: blobs the relay stored before it died are not sent again (at most
+    // the batch it was storing when killed, up to 8 MiB, goes twice).
+    let sent_again = proxy.bytes().0 - sent_before;
+    eprintln!("uploaded {sent_before} bytes before the relay died, {sent_again} after");
+    assert!(
+        sent_before + sent_again <= (40 << 20) + (9 << 20),
+        "{sent_before} + {sent_again} bytes uploaded for a 40 MiB file"
+    );
     b.sync()?;
     assert_eq!(b.read("big.bin").as_deref(), Some(big.as_slice()));
     assert_eq!(b.tree(), a.tree());

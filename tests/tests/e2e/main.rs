@@ -3,6 +3,8 @@
 mod agent_faults;
 mod agent_sync;
 mod bad_input;
+mod control;
+mod daemon;
 mod randomized;
 mod relay_edge;
 mod relay_protocol;
