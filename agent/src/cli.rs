@@ -28,7 +28,7 @@ pub enum Command {
     Init {
         /// The folder to sync (created if missing).
         dir: PathBuf,
-        /// The relay, e.g. ws://127.0.0.1:8787.
+        /// The relay, e.g. wss://relay.example.org or ws://127.0.0.1:8787.
         #[arg(long)]
         relay: String,
         /// Your account name on the relay.
@@ -43,6 +43,11 @@ pub enum Command {
         /// A name for this device (default: the host name).
         #[arg(long)]
         device_name: Option<String>,
+        /// Trust only this CA certificate (PEM) for a `wss://` relay instead of the system's
+        /// roots (a home server with a private CA). Copied into `.cloud3/` and used for every
+        /// later connection.
+        #[arg(long)]
+        ca: Option<PathBuf>,
     },
     /// Print a one-time code (valid 10 minutes) that enrols another device.
     Pair {

@@ -29,7 +29,15 @@ pub fn run(cli: Cli) -> Result<(), AgentError> {
             invite,
             pair,
             device_name,
-        } => init::run(&dir, &relay, &user, invite.or(pair), device_name),
+            ca,
+        } => init::run(
+            &dir,
+            &relay,
+            &user,
+            invite.or(pair),
+            device_name,
+            ca.as_deref(),
+        ),
         Command::Pair { dir, read_only } => pair::run(&dir.dir, read_only),
         Command::Devices { dir } => devices::run(&dir.dir),
         Command::Revoke { device, dir } => revoke::run(&dir.dir, &device),
@@ -69,6 +77,7 @@ impl Folder {
     pub async fn connect(&self) -> Result<Connection, AgentError> {
         Connection::open(
             &self.config.relay,
+            self.state.ca_path(&self.config).as_deref(),
             &self.config.user,
             &self.key,
             AuthProof::Device,

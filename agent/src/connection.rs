@@ -2,7 +2,13 @@
 //!
 //! The relay speaks first (a `Challenge`); this device answers with a signed `Hello` and gets a
 //! `Welcome` or a close code, which is turned into an [`AgentError`] the user can act on.
+//!
+//! `wss://` relays are verified against the system's root certificates, or only against the CA
+//! pinned with `cloud3 init --ca`. TLS failures (untrusted or expired certificate, TLS spoken to a
+//! plain port or plain WebSocket to a TLS port) are [`AgentError::Tls`]: one line that says what
+//! to do, and the daemon stops rather than retrying.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,24 +68,35 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `relay` (`ws://HOST:PORT`) and authenticates as `user` with `key`.
+    /// Connects to `relay` (`ws://HOST:PORT` or `wss://HOST:PORT`; with `ca`, a `wss://` relay
+    /// must chain to that PEM CA certificate) and authenticates as `user` with `key`.
     pub async fn open(
         relay: &str,
+        ca: Option<&Path>,
         user: &str,
         key: &DeviceKey,
         proof: AuthProof,
     ) -> Result<Connection, AgentError> {
         let url = format!("{}/ws", relay.trim_end_matches('/'));
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, Self::handshake(&url, user, key, proof))
-            .await
-            .map_err(|_| AgentError::Unreachable {
-                url: url.clone(),
-                message: "handshake timed out".into(),
-            })?
+        let tls = if url.starts_with("wss://") {
+            Some(tls_config(&url, ca)?)
+        } else {
+            None
+        };
+        tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            Self::handshake(&url, tls, user, key, proof),
+        )
+        .await
+        .map_err(|_| AgentError::Unreachable {
+            url: url.clone(),
+            message: "handshake timed out".into(),
+        })?
     }
 
     async fn handshake(
         url: &str,
+        tls: Option<Arc<rustls::ClientConfig>>,
         user: &str,
         key: &DeviceKey,
         proof: AuthProof,
@@ -87,12 +104,11 @@ impl Connection {
         let mut config = WebSocketConfig::default();
         config.max_message_size = Some(MAX_MESSAGE_BYTES + 1024);
         config.max_frame_size = Some(MAX_MESSAGE_BYTES + 1024);
-        let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-            .await
-            .map_err(|e| AgentError::Unreachable {
-                url: url.to_owned(),
-                message: e.to_string(),
-            })?;
+        let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+        let (socket, _) =
+            tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, connector)
+                .await
+                .map_err(|e| connect_error(url, e))?;
         let (sink, stream) = socket.split();
         let sink: Sink = Arc::new(tokio::sync::Mutex::new(sink));
         let last_sent = Arc::new(std::sync::Mutex::new(Instant::now()));
@@ -226,6 +242,112 @@ async fn keep_alive(sink: Sink, last_sent: Arc<std::sync::Mutex<Instant>>, every
             // The connection's own reads and sends report a broken link.
             _ => return,
         }
+    }
+}
+
+/// The TLS client configuration: TLS 1.2 and 1.3, trusting only the pinned CA `ca` when given,
+/// else the system's roots.
+fn tls_config(url: &str, ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, AgentError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let failed = |message: String| AgentError::Tls {
+        url: url.to_owned(),
+        message,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    failed(format!("cannot read the pinned CA {}: {e}", path.display()))
+                })?;
+            for cert in certs {
+                roots.add(cert).map_err(|e| {
+                    failed(format!("the pinned CA {} is unusable: {e}", path.display()))
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(failed(format!(
+                    "the pinned CA file {} holds no certificate",
+                    path.display()
+                )));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(failed(
+                    "this system has no root certificates to check the relay against: install \
+                     them (ca-certificates) or pin the relay's CA with `cloud3 init --ca FILE`"
+                        .into(),
+                ));
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .map_err(|e| failed(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Why connecting failed: TLS problems apart (they need the user), the rest is "unreachable"
+/// (retried).
+fn connect_error(url: &str, error: tungstenite::Error) -> AgentError {
+    let tls = |message: String| AgentError::Tls {
+        url: url.to_owned(),
+        message,
+    };
+    let rustls_error = match &error {
+        tungstenite::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    match (rustls_error, &error) {
+        (
+            Some(rustls::Error::InvalidCertificate(
+                why @ (rustls::CertificateError::Expired
+                | rustls::CertificateError::ExpiredContext { .. }),
+            )),
+            _,
+        ) => tls(format!(
+            "the relay's certificate is not accepted ({why}): its operator must renew it"
+        )),
+        (Some(rustls::Error::InvalidCertificate(why)), _) => tls(format!(
+            "the relay's certificate is not accepted ({why}); if the relay uses a private CA, \
+             pin it with `cloud3 init --ca FILE`"
+        )),
+        (Some(rustls::Error::InvalidMessage(_)), _) => {
+            tls("the relay does not answer in TLS: it may serve plain WebSocket (use ws://)".into())
+        }
+        (Some(other), _) => tls(other.to_string()),
+        (None, tungstenite::Error::Tls(e)) => tls(e.to_string()),
+        (None, tungstenite::Error::Http(response)) if url.starts_with("ws://") => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            if body.contains("wss://") {
+                tls(body.trim().to_owned())
+            } else {
+                AgentError::Unreachable {
+                    url: url.to_owned(),
+                    message: format!("the relay answered HTTP {}", response.status()),
+                }
+            }
+        }
+        _ => AgentError::Unreachable {
+            url: url.to_owned(),
+            message: error.to_string(),
+        },
     }
 }
 

@@ -134,7 +134,9 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
         };
         let mut session = match session {
             Ok(session) => session,
-            Err(error @ (AgentError::Revoked | AgentError::AuthRefused(_))) => return Err(error),
+            Err(
+                error @ (AgentError::Revoked | AgentError::AuthRefused(_) | AgentError::Tls { .. }),
+            ) => return Err(error),
             Err(error) => {
                 tracing::warn!(%error, ?backoff, "relay unreachable, working offline");
                 status.last_error = Some(error.to_string());

@@ -52,6 +52,16 @@ pub enum AgentError {
         /// Why.
         message: String,
     },
+    /// The relay's TLS could not be trusted or spoken (wrong or expired certificate, a private
+    /// CA that is not pinned, `ws://` to a TLS port or `wss://` to a plain one). Not retried:
+    /// it needs the user's attention.
+    #[error("TLS with relay {url} failed: {message}")]
+    Tls {
+        /// The relay URL.
+        url: String,
+        /// Why, with a hint.
+        message: String,
+    },
     /// The relay refused this device's authentication.
     #[error("the relay refused authentication: {0}")]
     AuthRefused(String),

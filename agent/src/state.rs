@@ -34,6 +34,10 @@ pub struct Config {
     /// Milliseconds the watcher waits for a burst of events to settle.
     #[serde(default = "default_debounce_ms")]
     pub debounce_ms: u64,
+    /// The pinned CA certificate (PEM) that `wss://` relays must chain to instead of the
+    /// system's roots, relative to `.cloud3/` (set by `cloud3 init --ca`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
 }
 
 fn default_folder() -> String {
@@ -119,6 +123,11 @@ impl StateDir {
             path,
             message: e.to_string(),
         })
+    }
+
+    /// The pinned CA file of `config`, if any, as a path.
+    pub fn ca_path(&self, config: &Config) -> Option<PathBuf> {
+        config.ca.as_ref().map(|ca| self.root.join(ca))
     }
 
     /// Writes the configuration.

@@ -1,4 +1,5 @@
-//! The relay's command line, as clap definitions only.
+//! The relay's command line, as clap definitions only. Every setting of `serve` can also come
+//! from a TOML file (`--config`, see [`crate::config`]); a flag given overrides the file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,21 +13,44 @@ pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Address to listen on (for serve).
-    #[arg(long, default_value = "127.0.0.1:8787", global = true)]
-    pub listen: SocketAddr,
-    /// Data directory (database and chunk packs).
-    #[arg(long, default_value = "./cloud3-relay-data", global = true)]
-    pub data: PathBuf,
-    /// Storage quota per account, in GiB (for serve).
-    #[arg(long, default_value_t = 100, global = true)]
-    pub quota_gib: u64,
-    /// Most simultaneous connections of one account (for serve).
-    #[arg(long, default_value_t = 64, global = true)]
-    pub max_connections_per_account: usize,
+    /// TOML file with settings (keys are the flags' names without `--`); flags override it.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8787).
+    #[arg(long, global = true)]
+    pub listen: Option<SocketAddr>,
+    /// Data directory: database and chunk packs (default ./cloud3-relay-data).
+    #[arg(long, global = true)]
+    pub data: Option<PathBuf>,
+    /// Storage quota per account, in GiB (default 100).
+    #[arg(long, global = true)]
+    pub quota_gib: Option<u64>,
+    /// Most simultaneous connections of one account (default 64).
+    #[arg(long, global = true)]
+    pub max_connections_per_account: Option<usize>,
     /// Directory of the browser viewer page served at `/` (built by `scripts/build-viewer`).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../viewer"), global = true)]
-    pub viewer: PathBuf,
+    #[arg(long, global = true)]
+    pub viewer: Option<PathBuf>,
+    /// PEM certificate chain (leaf first) to serve TLS with; needs --tls-key. Reloaded on
+    /// SIGHUP.
+    #[arg(long, global = true, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate; needs --tls-cert. Reloaded on SIGHUP.
+    #[arg(long, global = true, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a connection has for its TLS handshake and for each HTTP request head
+    /// (default 10).
+    #[arg(long, global = true)]
+    pub head_timeout_secs: Option<u64>,
+    /// Seconds a device has from the WebSocket upgrade to authenticating (default 10).
+    #[arg(long, global = true)]
+    pub handshake_timeout_secs: Option<u64>,
+    /// Connections not yet authenticated, in total (default 1024).
+    #[arg(long, global = true)]
+    pub max_unauthenticated: Option<usize>,
+    /// Connections not yet authenticated, per source address (default 64).
+    #[arg(long, global = true)]
+    pub max_unauthenticated_per_ip: Option<usize>,
 }
 
 /// The subcommands.

@@ -4,11 +4,13 @@ mod serve;
 mod user;
 
 use crate::cli::{Cli, Command};
+use crate::config::Settings;
 
 /// Runs one command.
 pub fn run(mut cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::resolve(&cli)?;
     match cli.command.take().unwrap_or(Command::Serve) {
-        Command::Serve => serve::run(&cli),
-        Command::User { action } => user::run(&cli.data, action),
+        Command::Serve => serve::run(&settings),
+        Command::User { action } => user::run(&settings.data, action),
     }
 }

@@ -21,18 +21,24 @@ use tokio::sync::mpsc;
 
 use crate::error::StoreError;
 use crate::hub::{ConnId, Outbound};
+use crate::limits::Admission;
 use crate::metrics::Metrics;
 use crate::server::Relay;
 use crate::store::AuthOutcome;
 use crate::store::chunks::VerifiedBlob;
 
-/// Drives one accepted socket to its end.
-pub async fn serve(relay: Arc<Relay>, socket: WebSocket, peer: SocketAddr) {
-    Metrics::add(&relay.metrics.connections, 1);
+/// Drives one accepted socket to its end. `admission` is the connection's place under the caps
+/// on unauthenticated connections (taken when it was accepted; none: refused over the caps).
+pub async fn serve(
+    relay: Arc<Relay>,
+    socket: WebSocket,
+    peer: SocketAddr,
+    admission: Option<Admission>,
+) {
+    relay.metrics.connections.inc();
     let (sink, mut stream) = socket.split();
     let (tx, rx) = mpsc::channel(relay.gate.limits.outgoing_queue);
     let writer = tokio::spawn(write_loop(sink, rx, relay.metrics.clone()));
-    let admission = relay.gate.admit(peer.ip());
     // A connection refused over the caps is closed at once; any other the relay closes lingers
     // (see `linger`), a refused handshake still counted against the caps while it does.
     let over_caps = admission.is_none();
@@ -49,17 +55,24 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, peer: SocketAddr) {
         }
         Some(admission) => {
             let deadline = relay.gate.limits.handshake_timeout;
-            match tokio::time::timeout(deadline, handshake(&relay, &mut stream, &tx)).await {
-                Ok(Ok(session)) => Some(session),
+            let started = std::time::Instant::now();
+            match tokio::time::timeout(deadline, handshake(&relay, peer, &mut stream, &tx)).await {
+                Ok(Ok(session)) => {
+                    relay
+                        .metrics
+                        .handshake_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    Some(session)
+                }
                 Ok(Err((code, reason))) => {
-                    Metrics::add(&relay.metrics.auth_failures, 1);
+                    relay.metrics.auth_failures.inc();
                     tracing::info!(%peer, ?code, reason, "handshake refused");
                     let _ = tx.send(Outbound::Close(code, reason)).await;
                     refused_admission = Some(admission);
                     None
                 }
                 Err(_) => {
-                    Metrics::add(&relay.metrics.auth_failures, 1);
+                    relay.metrics.auth_failures.inc();
                     let _ = tx
                         .send(Outbound::Close(
                             CloseCode::HandshakeTimeout,
@@ -99,7 +112,7 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, peer: SocketAddr) {
                     ..session
                 };
                 if let Err(reason) = session.run(&relay, &mut stream, &tx).await {
-                    Metrics::add(&relay.metrics.dropped, 1);
+                    relay.metrics.dropped.inc();
                     tracing::warn!(user = %user, device = %session.device.short(), reason, "dropping connection");
                     let _ = tx.send(Outbound::Close(CloseCode::Limit, reason)).await;
                 }
@@ -120,7 +133,7 @@ pub async fn serve(relay: Arc<Relay>, socket: WebSocket, peer: SocketAddr) {
         linger(&mut stream).await;
     }
     drop(refused_admission);
-    Metrics::sub(&relay.metrics.connections, 1);
+    relay.metrics.connections.dec();
 }
 
 /// How long a connection the relay closed stays open for the peer to read the close frame.
@@ -148,8 +161,8 @@ async fn write_loop(
         match outbound {
             Outbound::Message(message) => {
                 let frame = wire::encode_server(&message);
-                Metrics::add(&metrics.messages_out, 1);
-                Metrics::add(&metrics.bytes_out, frame.len() as u64);
+                metrics.messages_out.inc();
+                metrics.bytes_out.inc_by(frame.len() as u64);
                 if sink.send(Message::Binary(frame.into())).await.is_err() {
                     return false;
                 }
@@ -202,14 +215,18 @@ type StoreOutcomes = Result<Vec<Result<(), StoreError>>, StoreError>;
 
 type Refusal = (CloseCode, String);
 
-/// The next frame from the device, which must come within `idle`.
+/// The next frame from the device, which must come within `idle`; none once the writer has
+/// ended (it sent a close frame, as at shutdown, or the socket broke): nothing more would be
+/// answered.
 async fn next_within(
     stream: &mut SplitStream<WebSocket>,
     idle: std::time::Duration,
+    tx: &mpsc::Sender<Outbound>,
 ) -> Result<Option<Result<Message, axum::Error>>, String> {
-    tokio::time::timeout(idle, stream.next())
-        .await
-        .map_err(|_| "idle timeout".to_owned())
+    tokio::select! {
+        next = tokio::time::timeout(idle, stream.next()) => next.map_err(|_| "idle timeout".to_owned()),
+        () = tx.closed() => Ok(None),
+    }
 }
 
 /// Complete blobs are stored in batches of at most this many...
@@ -224,6 +241,7 @@ const READ_RUN_BYTES: u64 = 4 << 20;
 
 async fn handshake(
     relay: &Relay,
+    peer: SocketAddr,
     stream: &mut SplitStream<WebSocket>,
     tx: &mpsc::Sender<Outbound>,
 ) -> Result<Session, Refusal> {
@@ -261,10 +279,15 @@ async fn handshake(
             Err(error) => return Err((CloseCode::BadAuth, error.to_string())),
         }
     };
-    authenticate(relay, &nonce, hello).await
+    authenticate(relay, peer, &nonce, hello).await
 }
 
-async fn authenticate(relay: &Relay, nonce: &[u8; 32], hello: Hello) -> Result<Session, Refusal> {
+async fn authenticate(
+    relay: &Relay,
+    peer: SocketAddr,
+    nonce: &[u8; 32],
+    hello: Hello,
+) -> Result<Session, Refusal> {
     if hello.version != wire::PROTOCOL_VERSION {
         return Err((
             CloseCode::UnsupportedVersion,
@@ -291,9 +314,27 @@ async fn authenticate(relay: &Relay, nonce: &[u8; 32], hello: Hello) -> Result<S
             }
         }
         AuthProof::Enrol { code, device_name } => {
+            let started = std::time::Instant::now();
+            if let Err(wait) = relay.guessing.check(peer.ip(), &user, started) {
+                return Err((
+                    CloseCode::BadAuth,
+                    format!(
+                        "enrolment refused: too many wrong codes, try again in {} s",
+                        wait.as_secs().max(1)
+                    ),
+                ));
+            }
+            let guessed_user = user.clone();
             let result =
                 blocking(move || store.enrol(&user, &code, device, &device_name, now)).await?;
-            result.map_err(|why| (CloseCode::BadAuth, format!("enrolment refused: {why}")))?
+            result.map_err(|why| {
+                if why.is_guess() {
+                    relay
+                        .guessing
+                        .failed(peer.ip(), &guessed_user, std::time::Instant::now());
+                }
+                (CloseCode::BadAuth, format!("enrolment refused: {why}"))
+            })?
         }
     };
     Ok(Session {
@@ -341,10 +382,10 @@ impl Session {
                         self.acknowledge(relay, tx, ids, outcomes).await?;
                         continue;
                     }
-                    next = next_within(stream, relay.gate.limits.idle_timeout) => next?,
+                    next = next_within(stream, relay.gate.limits.idle_timeout, tx) => next?,
                 }
             } else if self.ready.is_empty() {
-                next_within(stream, relay.gate.limits.idle_timeout).await?
+                next_within(stream, relay.gate.limits.idle_timeout, tx).await?
             } else {
                 // Complete blobs wait for a batch only while more messages are already here.
                 match tokio::time::timeout(std::time::Duration::ZERO, stream.next()).await {
@@ -374,8 +415,8 @@ impl Session {
                 }
                 Some(Ok(Message::Binary(bytes))) => bytes,
             };
-            Metrics::add(&relay.metrics.messages_in, 1);
-            Metrics::add(&relay.metrics.bytes_in, frame.len() as u64);
+            relay.metrics.messages_in.inc();
+            relay.metrics.bytes_in.inc_by(frame.len() as u64);
             let decoded = wire::decode_client(&frame);
             let blob_piece = matches!(decoded, Ok(ClientMessage::ChunkPut(_)));
             relay
@@ -436,11 +477,16 @@ impl Session {
                         )
                         .await;
                 }
-                match relay
+                let started = std::time::Instant::now();
+                let applied = relay
                     .hub
                     .doc_changes(&self.user, self.conn, &folder, changes)
-                    .await
-                {
+                    .await;
+                relay
+                    .metrics
+                    .fanout_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                match applied {
                     Ok(()) => Ok(()),
                     Err(crate::hub::HubError::Refused(why)) => {
                         tracing::warn!(device = %self.device.short(), why, "changes refused");
@@ -703,6 +749,7 @@ impl Session {
             self.device,
             relay.gate.limits.quota_bytes,
         );
+        let put_seconds = relay.metrics.chunk_put_seconds.clone();
         let job = tokio::task::spawn_blocking(move || {
             // Each blob's verdict, in order: refused ones keep their error, verified ones
             // are stored together and take the store's outcome.
@@ -720,7 +767,10 @@ impl Session {
                     Err(e) => refused.push(Some(e)),
                 }
             }
-            let mut stored = store.put_chunks(&user, device, &blobs, quota)?.into_iter();
+            let started = std::time::Instant::now();
+            let stored = store.put_chunks(&user, device, &blobs, quota);
+            put_seconds.observe(started.elapsed().as_secs_f64());
+            let mut stored = stored?.into_iter();
             Ok(refused
                 .into_iter()
                 .map(|refusal| match refusal {
@@ -747,8 +797,12 @@ impl Session {
         let ids: Arc<[ChunkId]> = ids.into();
         let read = |from: usize| {
             let (store, user, ids) = (relay.store.clone(), self.user.clone(), ids.clone());
+            let get_seconds = relay.metrics.chunk_get_seconds.clone();
             tokio::task::spawn_blocking(move || {
-                store.get_chunks(&user, &ids[from..], READ_RUN_BYTES)
+                let started = std::time::Instant::now();
+                let blobs = store.get_chunks(&user, &ids[from..], READ_RUN_BYTES);
+                get_seconds.observe(started.elapsed().as_secs_f64());
+                blobs
             })
         };
         let mut from = 0;
@@ -812,7 +866,7 @@ impl Session {
         for (id, outcome) in ids.into_iter().zip(outcomes) {
             match outcome {
                 Ok(()) => {
-                    Metrics::add(&relay.metrics.chunks_stored, 1);
+                    relay.metrics.chunks_stored.inc();
                     self.send(tx, ServerMessage::ChunkStored { id }).await?;
                 }
                 Err(crate::error::StoreError::Quota { quota }) => {

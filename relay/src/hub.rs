@@ -123,7 +123,7 @@ impl Hub {
         }
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         state.conns.insert(id, Conn { device, tx });
-        Metrics::add(&self.metrics.devices_online, 1);
+        self.metrics.devices_online.inc();
         presence(&state);
         Some(id)
     }
@@ -135,7 +135,7 @@ impl Hub {
         let Some(gone) = state.conns.remove(&conn) else {
             return;
         };
-        Metrics::sub(&self.metrics.devices_online, 1);
+        self.metrics.devices_online.dec();
         for (folder, f) in state.folders.iter_mut() {
             if let Some(heads) = f.hub.disconnect(conn)
                 && let Err(error) = self.store.set_sync_heads(gone.device, folder, &heads)

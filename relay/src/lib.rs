@@ -6,10 +6,13 @@
 pub mod admin;
 pub mod cli;
 pub mod cmd;
+pub mod config;
 pub mod connection;
 pub mod error;
+pub mod guessing;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota};
@@ -12,6 +12,9 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 /// Tunable limits (defaults suit a personal relay; tests shorten the timeouts).
 #[derive(Clone, Debug)]
 pub struct Limits {
+    /// A request head (HTTP, after TLS) must arrive within this, and an idle keep-alive
+    /// connection waiting for its next head is closed after it.
+    pub head_timeout: Duration,
     /// Upgrade plus handshake must finish within this.
     pub handshake_timeout: Duration,
     /// A connection silent for this long is closed (agents ping every 20 s).
@@ -35,6 +38,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
+            head_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
             max_unauthenticated: 1024,
@@ -60,8 +64,11 @@ pub struct Gate {
     pub limits: Limits,
     messages: DefaultKeyedRateLimiter<[u8; 32]>,
     bytes: DefaultKeyedRateLimiter<String>,
-    unauthenticated: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    unauthenticated: Arc<Mutex<Counts>>,
 }
+
+/// Connections not yet authenticated: in total and per address.
+type Counts = (usize, HashMap<IpAddr, usize>);
 
 impl Gate {
     /// Limiters for `limits`.
@@ -74,7 +81,7 @@ impl Gate {
             bytes: DefaultKeyedRateLimiter::keyed(Quota::per_second(per_second(
                 limits.bytes_per_second,
             ))),
-            unauthenticated: Mutex::new((0, HashMap::new())),
+            unauthenticated: Arc::new(Mutex::new((0, HashMap::new()))),
             limits,
         }
     }
@@ -96,8 +103,9 @@ impl Gate {
         }
     }
 
-    /// Admits a connection into its handshake, or refuses it when the caps are reached.
-    pub fn admit(&self, ip: IpAddr) -> Option<Admission<'_>> {
+    /// Admits a connection (from its accept to the end of its handshake), or refuses it when
+    /// the caps are reached.
+    pub fn admit(&self, ip: IpAddr) -> Option<Admission> {
         let mut guard = self.unauthenticated.lock().ok()?;
         let (total, per_ip) = &mut *guard;
         let mine = per_ip.entry(ip).or_insert(0);
@@ -108,19 +116,23 @@ impl Gate {
         }
         *mine += 1;
         *total += 1;
-        Some(Admission { gate: self, ip })
+        Some(Admission {
+            counts: self.unauthenticated.clone(),
+            ip,
+        })
     }
 }
 
-/// A connection counted against the handshake caps until dropped.
-pub struct Admission<'a> {
-    gate: &'a Gate,
+/// A connection counted against the caps on unauthenticated connections until dropped.
+#[derive(Debug)]
+pub struct Admission {
+    counts: Arc<Mutex<Counts>>,
     ip: IpAddr,
 }
 
-impl Drop for Admission<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
-        if let Ok(mut guard) = self.gate.unauthenticated.lock() {
+        if let Ok(mut guard) = self.counts.lock() {
             let (total, per_ip) = &mut *guard;
             *total = total.saturating_sub(1);
             if let Some(count) = per_ip.get_mut(&self.ip) {

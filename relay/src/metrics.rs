@@ -1,107 +1,158 @@
-//! Counters exported at `/metrics` in the Prometheus text format.
+//! The relay's metrics, exported at `/metrics` in the Prometheus text format (prometheus-client):
+//! counters, gauges and latency histograms (handshake, change fan-out, chunk put and get).
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
-/// The relay's counters.
-#[derive(Debug, Default)]
+/// The relay's metrics (clones share their values with the registry).
+#[derive(Debug)]
 pub struct Metrics {
     /// Open WebSocket connections (authenticated or not).
-    pub connections: AtomicU64,
+    pub connections: Gauge,
     /// Authenticated devices connected now.
-    pub devices_online: AtomicU64,
+    pub devices_online: Gauge,
     /// Messages received.
-    pub messages_in: AtomicU64,
+    pub messages_in: Counter,
     /// Messages sent.
-    pub messages_out: AtomicU64,
+    pub messages_out: Counter,
     /// Bytes received.
-    pub bytes_in: AtomicU64,
+    pub bytes_in: Counter,
     /// Bytes sent.
-    pub bytes_out: AtomicU64,
+    pub bytes_out: Counter,
     /// Blobs stored.
-    pub chunks_stored: AtomicU64,
+    pub chunks_stored: Counter,
     /// Failed handshakes.
-    pub auth_failures: AtomicU64,
+    pub auth_failures: Counter,
     /// Connections dropped for breaking limits or the protocol.
-    pub dropped: AtomicU64,
+    pub dropped: Counter,
+    /// Sockets closed at accept for being over the caps on unauthenticated connections.
+    pub refused: Counter,
+    /// Seconds from the WebSocket upgrade to the device's welcome.
+    pub handshake_seconds: Histogram,
+    /// Seconds to apply a device's document changes and queue them to the user's other
+    /// connections.
+    pub fanout_seconds: Histogram,
+    /// Seconds to store a batch of uploaded blobs durably.
+    pub chunk_put_seconds: Histogram,
+    /// Seconds to read a run of requested blobs (about 4 MiB at most).
+    pub chunk_get_seconds: Histogram,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        // 100 us to about 26 s.
+        let latency = || Histogram::new(exponential_buckets(0.0001, 4.0, 10));
+        let mut metrics = Metrics {
+            connections: Gauge::default(),
+            devices_online: Gauge::default(),
+            messages_in: Counter::default(),
+            messages_out: Counter::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            chunks_stored: Counter::default(),
+            auth_failures: Counter::default(),
+            dropped: Counter::default(),
+            refused: Counter::default(),
+            handshake_seconds: latency(),
+            fanout_seconds: latency(),
+            chunk_put_seconds: latency(),
+            chunk_get_seconds: latency(),
+            registry: Registry::with_prefix("cloud3"),
+        };
+        let r = &mut metrics.registry;
+        r.register(
+            "connections",
+            "open websocket connections",
+            metrics.connections.clone(),
+        );
+        r.register(
+            "devices_online",
+            "authenticated devices connected",
+            metrics.devices_online.clone(),
+        );
+        r.register(
+            "messages_in",
+            "messages received",
+            metrics.messages_in.clone(),
+        );
+        r.register(
+            "messages_out",
+            "messages sent",
+            metrics.messages_out.clone(),
+        );
+        r.register("bytes_in", "bytes received", metrics.bytes_in.clone());
+        r.register("bytes_out", "bytes sent", metrics.bytes_out.clone());
+        r.register(
+            "chunks_stored",
+            "blobs stored",
+            metrics.chunks_stored.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "failed handshakes",
+            metrics.auth_failures.clone(),
+        );
+        r.register(
+            "dropped",
+            "connections dropped for limits or protocol errors",
+            metrics.dropped.clone(),
+        );
+        r.register(
+            "refused",
+            "sockets closed at accept over the caps on unauthenticated connections",
+            metrics.refused.clone(),
+        );
+        r.register(
+            "handshake_seconds",
+            "seconds from websocket upgrade to welcome",
+            metrics.handshake_seconds.clone(),
+        );
+        r.register(
+            "fanout_seconds",
+            "seconds to apply document changes and queue them to the other devices",
+            metrics.fanout_seconds.clone(),
+        );
+        r.register(
+            "chunk_put_seconds",
+            "seconds to store a batch of uploaded blobs durably",
+            metrics.chunk_put_seconds.clone(),
+        );
+        r.register(
+            "chunk_get_seconds",
+            "seconds to read a run of requested blobs",
+            metrics.chunk_get_seconds.clone(),
+        );
+        metrics
+    }
 }
 
 impl Metrics {
-    /// Adds to a counter.
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Subtracts from a gauge.
-    pub fn sub(counter: &AtomicU64, n: u64) {
-        counter.fetch_sub(n, Ordering::Relaxed);
-    }
-
     /// The Prometheus text.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        for (name, kind, help, value) in [
-            (
-                "cloud3_connections",
-                "gauge",
-                "open websocket connections",
-                &self.connections,
-            ),
-            (
-                "cloud3_devices_online",
-                "gauge",
-                "authenticated devices connected",
-                &self.devices_online,
-            ),
-            (
-                "cloud3_messages_in_total",
-                "counter",
-                "messages received",
-                &self.messages_in,
-            ),
-            (
-                "cloud3_messages_out_total",
-                "counter",
-                "messages sent",
-                &self.messages_out,
-            ),
-            (
-                "cloud3_bytes_in_total",
-                "counter",
-                "bytes received",
-                &self.bytes_in,
-            ),
-            (
-                "cloud3_bytes_out_total",
-                "counter",
-                "bytes sent",
-                &self.bytes_out,
-            ),
-            (
-                "cloud3_chunks_stored_total",
-                "counter",
-                "blobs stored",
-                &self.chunks_stored,
-            ),
-            (
-                "cloud3_auth_failures_total",
-                "counter",
-                "failed handshakes",
-                &self.auth_failures,
-            ),
-            (
-                "cloud3_dropped_total",
-                "counter",
-                "connections dropped for limits or protocol errors",
-                &self.dropped,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
-        }
+        let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_gauges_and_histograms() {
+        let metrics = Metrics::default();
+        metrics.messages_in.inc_by(3);
+        metrics.devices_online.inc();
+        metrics.chunk_get_seconds.observe(0.002);
+        let text = metrics.render();
+        assert!(text.contains("cloud3_messages_in_total 3"), "{text}");
+        assert!(text.contains("cloud3_devices_online 1"), "{text}");
+        assert!(text.contains("cloud3_chunk_get_seconds_count 1"), "{text}");
+        assert!(text.contains("# EOF"), "{text}");
     }
 }

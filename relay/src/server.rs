@@ -1,24 +1,33 @@
 //! The relay server: one listener for HTTP and WebSocket (axum). `/ws` for devices, `/healthz`,
-//! `/metrics`, and everything else from the browser viewer's directory (`/` is its page).
+//! `/metrics`, and everything else from the browser viewer's directory (`/` is its page), over
+//! plain TCP or TLS. The accept loop is ours (hyper per connection) so that every socket is
+//! counted and held to a deadline from its first byte.
 //! [`run`] takes an already-bound listener and a shutdown future, so tests can bind port 0.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::{Extension, Router};
 use cloud3_engine::time::WallTime;
 use cloud3_engine::wire::limits::MAX_MESSAGE_BYTES;
-use tokio::net::TcpListener;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower_http::services::ServeDir;
+use tower_service::Service;
 
+use crate::guessing::Guessing;
 use crate::hub::Hub;
-use crate::limits::{Gate, Limits};
+use crate::limits::{Admission, Gate, Limits};
 use crate::metrics::Metrics;
 use crate::store::Storage;
 
@@ -32,6 +41,8 @@ pub struct Relay {
     pub gate: Gate,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Back-off for wrong one-time codes.
+    pub guessing: Guessing,
     /// This relay's identity.
     pub relay_id: [u8; 32],
 }
@@ -47,17 +58,32 @@ impl Relay {
             relay_id: store.relay_id()?,
             hub: Hub::new(store.clone(), metrics.clone())?,
             gate: Gate::new(limits),
+            guessing: Guessing::default(),
             metrics,
             store,
         }))
     }
 }
 
-/// Serves until `shutdown` resolves, then closes every device connection with "going away".
+/// How long shutdown waits for connections to take their close frames before it returns.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// The connection's place under the caps on unauthenticated connections, handed from the
+/// accept loop to the WebSocket upgrade through the request's extensions.
+#[derive(Clone, Debug)]
+struct PendingAdmission(Arc<Mutex<Option<Admission>>>);
+
+/// Serves until `shutdown` resolves, then closes every device connection with "going away" and
+/// returns within a few seconds whatever clients do. Every accepted socket counts against the
+/// caps on unauthenticated connections (total and per address) until its device has
+/// authenticated; over the caps it is closed at once. A request head (after the TLS handshake,
+/// which has the same deadline) must arrive within `head_timeout`. With `tls`, the listener
+/// speaks only TLS.
 pub async fn run(
     listener: TcpListener,
     relay: Arc<Relay>,
     viewer: &Path,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -66,23 +92,129 @@ pub async fn run(
         .route("/metrics", get(metrics))
         .fallback_service(ServeDir::new(viewer))
         .with_state(relay.clone());
-    let closing = relay.clone();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        closing.hub.close_all().await;
-    })
-    .await
+    let head_timeout = relay.gate.limits.head_timeout;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, most likely: wait for some to close.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(admission) = relay.gate.admit(peer.ip()) else {
+            relay.metrics.refused.inc();
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let pending = PendingAdmission(Arc::new(Mutex::new(Some(admission))));
+        let (app, tls) = (app.clone(), tls.clone());
+        connections.spawn(async move {
+            match tls {
+                None => http(TokioIo::new(stream), peer, pending, app, head_timeout).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(head_timeout, tls_handshake(acceptor, stream)).await
+                    {
+                        Ok(Ok(Some(stream))) => {
+                            http(TokioIo::new(stream), peer, pending, app, head_timeout).await;
+                        }
+                        Ok(Ok(None)) => tracing::debug!(%peer, "plain HTTP on the TLS port"),
+                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    // Connections not upgraded (requests in flight or awaited) are cut; devices get their close
+    // frames.
+    connections.abort_all();
+    let closing = async {
+        relay.hub.close_all().await;
+        while relay.metrics.connections.get() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, closing).await.is_err() {
+        tracing::info!("shutdown grace over: remaining connections are cut");
+    }
+    Ok(())
+}
+
+/// The answer to plain HTTP on the TLS port, so that a `ws://` client says what is wrong.
+const PLAIN_ON_TLS: &str = "this relay speaks TLS: use wss:// (https:// for the viewer)\n";
+
+/// The TLS handshake; a client that starts with anything but a TLS handshake record (plain HTTP)
+/// is answered `400` in plain text saying so, and closed (none).
+async fn tls_handshake(
+    acceptor: TlsAcceptor,
+    mut stream: TcpStream,
+) -> std::io::Result<Option<tokio_rustls::server::TlsStream<TcpStream>>> {
+    /// The first byte of a TLS handshake record.
+    const TLS_HANDSHAKE: u8 = 0x16;
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE {
+        // Take the request that is here: closing with unread bytes would reset the connection
+        // and could discard the answer.
+        let mut request = [0u8; 4096];
+        let _ = stream.try_read(&mut request);
+        let answer = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{PLAIN_ON_TLS}",
+            PLAIN_ON_TLS.len()
+        );
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        return Ok(None);
+    }
+    acceptor.accept(stream).await.map(Some)
+}
+
+/// Serves HTTP/1.1 on one connection until it ends or is upgraded to a WebSocket.
+async fn http<I>(
+    io: I,
+    peer: SocketAddr,
+    pending: PendingAdmission,
+    app: Router,
+    head_timeout: Duration,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(pending.clone());
+        let mut app = app.clone();
+        async move { app.call(request).await }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
+        .serve_connection(io, service)
+        .with_upgrades();
+    if let Err(error) = connection.await {
+        tracing::debug!(%peer, %error, "HTTP connection ended");
+    }
 }
 
 async fn websocket(
     State(relay): State<Arc<Relay>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    pending: Option<Extension<PendingAdmission>>,
     upgrade: WebSocketUpgrade,
 ) -> impl IntoResponse {
+    let admission = pending.and_then(|Extension(PendingAdmission(slot))| {
+        slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+    });
     // Frames and messages are capped well below tungstenite's 16/64 MiB defaults, which it
     // would otherwise reserve on arrival. Its read buffer is reserved per connection up front
     // (128 KiB by default): most connections sit idle, so start small; it grows for large
@@ -92,12 +224,15 @@ async fn websocket(
         .max_frame_size(MAX_MESSAGE_BYTES + 1024)
         .read_buffer_size(8 * 1024)
         .write_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| crate::connection::serve(relay, socket, peer))
+        .on_upgrade(move |socket| crate::connection::serve(relay, socket, peer, admission))
 }
 
 async fn metrics(State(relay): State<Arc<Relay>>) -> impl IntoResponse {
     (
-        [("content-type", "text/plain; version=0.0.4")],
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         relay.metrics.render(),
     )
 }

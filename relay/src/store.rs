@@ -31,7 +31,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 pub use accounts::Accounts;
-pub use accounts::{AuthOutcome, CodeKind, CodeRecord, DeviceEvent, DeviceRecord, UserRecord};
+pub use accounts::{
+    AuthOutcome, CodeKind, CodeRecord, DeviceEvent, DeviceRecord, EnrolRefusal, UserRecord,
+};
 pub use chunks::{ChunkLocation, Chunks};
 pub use docs::Documents;
 pub use refs::References;
@@ -43,7 +45,6 @@ use writer::Writer;
 pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 pub(crate) const DEVICES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("devices");
 pub(crate) const CODES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("codes");
-pub(crate) const CODE_TRIES: TableDefinition<&str, u32> = TableDefinition::new("code_tries");
 pub(crate) const DEVICE_LOG: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("device_log");
 pub(crate) const DOC_LOG: TableDefinition<(&str, &str, u64), &[u8]> =
@@ -76,7 +77,6 @@ impl Store {
             txn.open_table(USERS).map_err(StoreError::db)?;
             txn.open_table(DEVICES).map_err(StoreError::db)?;
             txn.open_table(CODES).map_err(StoreError::db)?;
-            txn.open_table(CODE_TRIES).map_err(StoreError::db)?;
             txn.open_table(DEVICE_LOG).map_err(StoreError::db)?;
             txn.open_table(DOC_LOG).map_err(StoreError::db)?;
             txn.open_table(SYNC_HEADS).map_err(StoreError::db)?;

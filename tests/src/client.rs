@@ -54,6 +54,7 @@ pub struct Client {
     pub relay_id: [u8; 32],
     /// This connection's nonce.
     pub nonce: [u8; 32],
+    close_reason: Option<String>,
 }
 
 impl Client {
@@ -68,6 +69,7 @@ impl Client {
             ws,
             relay_id: [0; 32],
             nonce: [0; 32],
+            close_reason: None,
         };
         match client.recv()? {
             Incoming::Message(ServerMessage::Challenge {
@@ -125,6 +127,7 @@ impl Client {
                     return Ok(Incoming::Message(decode_server(&bytes)?));
                 }
                 Ok(Message::Close(frame)) => {
+                    self.close_reason = frame.as_ref().map(|f| f.reason.to_string());
                     return Ok(Incoming::Closed(frame.map(|f| u16::from(f.code))));
                 }
                 Ok(_) => continue,
@@ -170,6 +173,11 @@ impl Client {
             _ => None,
         })?;
         Ok(id)
+    }
+
+    /// The reason of the close frame the relay sent, once it has.
+    pub fn close_reason(&self) -> Option<&str> {
+        self.close_reason.as_deref()
     }
 
     /// Reads until the relay closes the connection; returns the close code.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod client;
+pub mod pki;
 pub mod proxy;
 pub use proxy::Proxy;
 
@@ -108,6 +109,11 @@ impl Relay {
         self.child.id()
     }
 
+    /// Sends the relay SIGHUP (it reloads its TLS certificate).
+    pub fn hangup(&self) {
+        signal(&self.child, "HUP");
+    }
+
     /// Kills the relay with SIGKILL.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -144,18 +150,34 @@ impl Device {
         code: &str,
         name: &str,
     ) -> Result<Device> {
-        let output = cloud3(&[
+        Device::init_at(dir, &relay.url, user, code_flag, code, name, &[])
+    }
+
+    /// `cloud3 init` against the relay URL `url` (a [`Proxy`]'s, or `wss://`), with `extra`
+    /// flags (such as `--ca FILE`).
+    pub fn init_at(
+        dir: &Path,
+        url: &str,
+        user: &str,
+        code_flag: &str,
+        code: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> Result<Device> {
+        let mut args = vec![
             "init",
             dir.to_str().context("utf-8 dir")?,
             "--relay",
-            &relay.url,
+            url,
             "--user",
             user,
             code_flag,
             code,
             "--device-name",
             name,
-        ])?;
+        ];
+        args.extend_from_slice(extra);
+        let output = cloud3(&args)?;
         check(&output, "cloud3 init")?;
         Ok(Device {
             dir: dir.to_owned(),

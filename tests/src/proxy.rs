@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,6 +34,13 @@ impl Proxy {
     /// Listens on a free loopback port and forwards every connection to `target`
     /// (`HOST:PORT`).
     pub fn start(target: &str) -> Result<Proxy> {
+        Proxy::start_from(target, None)
+    }
+
+    /// Like [`Proxy::start`], but the connections to `target` leave from `source` (another
+    /// loopback address such as 127.0.0.2), so the relay sees the devices behind this proxy at
+    /// that address.
+    pub fn start_from(target: &str, source: Option<IpAddr>) -> Result<Proxy> {
         let listener = TcpListener::bind("127.0.0.1:0").context("bind proxy")?;
         let addr = listener.local_addr()?;
         let target: SocketAddr = target.parse().context("proxy target address")?;
@@ -50,7 +57,7 @@ impl Proxy {
                     drop(client); // offline: the agent sees a refused connection
                     continue;
                 }
-                let Ok(server) = TcpStream::connect(target) else {
+                let Ok(server) = connect_from(source, target) else {
                     continue;
                 };
                 forward(&accepting, client, server);
@@ -144,4 +151,19 @@ fn pump(mut from: TcpStream, mut to: TcpStream, link: &Link, id: u64, upward: bo
     let _ = to.shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);
     link.open.lock().expect("proxy lock").remove(&id);
+}
+
+/// Connects to `target`, from `source` when given (bound before connecting).
+pub fn connect_from(source: Option<IpAddr>, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(target);
+    };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect(&target.into())?;
+    Ok(socket.into())
 }

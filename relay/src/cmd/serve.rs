@@ -1,50 +1,79 @@
-//! `cloud3-relay serve`: bind, print the address, serve until SIGINT/SIGTERM.
+//! `cloud3-relay serve`: bind, print the address, serve until SIGINT/SIGTERM (and exit within a
+//! few seconds whatever clients do); SIGHUP reloads the TLS certificate.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cli::Cli;
-use crate::limits::Limits;
+use crate::config::Settings;
 use crate::server::{self, Relay};
 use crate::store::Store;
+use crate::tls::{self, ReloadingCert};
+
+/// How long the runtime waits for blocking work (a store write in flight) when it stops.
+/// Acknowledged work is durable already; the rest is retried by the devices.
+const RUNTIME_STOP: Duration = Duration::from_secs(1);
 
 /// Runs the server in the foreground.
-pub(crate) fn run(cli: &Cli) -> anyhow::Result<()> {
-    let (listen, data) = (cli.listen, cli.data.as_path());
+pub(crate) fn run(settings: &Settings) -> anyhow::Result<()> {
+    let (listen, data) = (settings.listen, settings.data.as_path());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let store =
             Arc::new(Store::open(data).with_context(|| format!("open {}", data.display()))?);
-        let limits = Limits {
-            quota_bytes: cli.quota_gib.saturating_mul(1 << 30),
-            max_connections_per_account: cli.max_connections_per_account,
-            ..Limits::default()
+        let tls = match &settings.tls {
+            Some((cert, key)) => {
+                let certs = Arc::new(ReloadingCert::load(cert, key)?);
+                tokio::spawn(reload_on_hangup(certs.clone()));
+                Some(tokio_rustls::TlsAcceptor::from(tls::server_config(certs)?))
+            }
+            None => None,
         };
-        let relay = Relay::new(store, limits)?;
+        let relay = Relay::new(store, settings.limits.clone())?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("bind {listen}"))?;
         let admin_socket = crate::admin::bind(data)
             .with_context(|| format!("bind {}", crate::admin::socket_path(data).display()))?;
         let admin = tokio::spawn(crate::admin::serve(relay.clone(), admin_socket));
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
         println!("listening on {}", listener.local_addr()?);
-        tracing::info!(data = %data.display(), "relay started");
-        if !cli.viewer.join("pkg/cloud3_wasm_bg.wasm").exists() {
+        tracing::info!(data = %data.display(), url = %format!("{scheme}://{}", listener.local_addr()?), "relay started");
+        if !settings.viewer.join("pkg/cloud3_wasm_bg.wasm").exists() {
             tracing::warn!(
-                viewer = %cli.viewer.display(),
+                viewer = %settings.viewer.display(),
                 "the browser viewer is not built: run scripts/build-viewer"
             );
         }
-        server::run(listener, relay, &cli.viewer, shutdown_signal()).await?;
+        server::run(listener, relay, &settings.viewer, tls, shutdown_signal()).await?;
         admin.abort();
         let _ = std::fs::remove_file(crate::admin::socket_path(data));
         tracing::info!("relay stopped");
-        Ok(())
-    })
+        anyhow::Ok(())
+    });
+    runtime.shutdown_timeout(RUNTIME_STOP);
+    result
+}
+
+/// Reloads the certificate on every SIGHUP; a bad new pair is logged and the old one stays.
+async fn reload_on_hangup(certs: Arc<ReloadingCert>) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP: the certificate will not be reloaded");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match certs.reload() {
+            Ok(()) => tracing::info!("TLS certificate reloaded"),
+            Err(error) => {
+                tracing::error!(%error, "TLS certificate not reloaded; keeping the old one")
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,8 +1,8 @@
 //! Accounts, devices and one-time codes.
 //!
 //! Codes are stored only as hashes, are single use, expire (invites after 7 days, pairing codes
-//! after 10 minutes), and all of a user's outstanding codes burn after 3 wrong tries. The device
-//! list of each user is an append-only log of who enrolled and revoked whom.
+//! after 10 minutes). Wrong codes never touch a user's real codes: guessers are slowed down by the
+//! relay's back-off (`crate::guessing`) instead. The device list of each user is an append-only log of who enrolled and revoked whom.
 
 use cloud3_engine::auth::OneTimeCode;
 use cloud3_engine::ids::DeviceId;
@@ -12,8 +12,8 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CHUNKS, CODE_TRIES, CODES, DEVICE_LOG, DEVICES, DOC_LOG, REFS, REFS_INDEXED, SYNC_HEADS, Store,
-    USAGE, USERS, decode, encode,
+    CHUNKS, CODES, DEVICE_LOG, DEVICES, DOC_LOG, REFS, REFS_INDEXED, SYNC_HEADS, Store, USAGE,
+    USERS, decode, encode,
 };
 use crate::error::StoreError;
 
@@ -21,8 +21,32 @@ use crate::error::StoreError;
 pub const INVITE_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Pairing codes expire after ten minutes.
 pub const PAIRING_TTL_MS: i64 = 10 * 60 * 1000;
-/// Wrong tries after which a user's outstanding codes burn.
-pub const MAX_WRONG_TRIES: u32 = 3;
+/// Why an enrolment was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EnrolRefusal {
+    /// No such code for this user (or no such user: the two are never told apart).
+    #[error("wrong or used code")]
+    WrongCode,
+    /// The code is not even shaped like one.
+    #[error("malformed code")]
+    Malformed,
+    /// The code was right but is past its expiry (it is used up now).
+    #[error("the code has expired")]
+    Expired,
+    /// The device name is empty or too long.
+    #[error("device name must be 1-64 bytes")]
+    BadDeviceName,
+    /// The device key belongs to an enrolled device already.
+    #[error("this device key is enrolled already")]
+    KeyEnrolled,
+}
+
+impl EnrolRefusal {
+    /// Whether the refusal counts as a guess (the code did not match).
+    pub fn is_guess(&self) -> bool {
+        matches!(self, EnrolRefusal::WrongCode | EnrolRefusal::Malformed)
+    }
+}
 
 /// A user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,8 +160,8 @@ pub trait Accounts {
     /// Removes a user and everything of theirs (devices, codes, documents, chunks).
     fn remove_user(&self, name: &str) -> Result<Vec<DeviceId>, StoreError>;
 
-    /// Enrols `device` into `user` with a code. Wrong codes count towards burning all of the
-    /// user's codes.
+    /// Enrols `device` into `user` with a code; the answer is whether it is read-only. A wrong
+    /// code changes nothing.
     fn enrol(
         &self,
         user: &str,
@@ -145,7 +169,7 @@ pub trait Accounts {
         device: DeviceId,
         name: &str,
         now: WallTime,
-    ) -> Result<Result<bool, String>, StoreError>;
+    ) -> Result<Result<bool, EnrolRefusal>, StoreError>;
 
     /// Whether `device` may log in as `user`.
     fn authenticate(&self, user: &str, device: DeviceId) -> Result<AuthOutcome, StoreError>;
@@ -244,10 +268,6 @@ impl Accounts for Store {
             codes
                 .retain(|_, v| decode::<CodeRecord>(v).map_or(true, |c| c.user != name))
                 .map_err(StoreError::db)?;
-            txn.open_table(CODE_TRIES)
-                .map_err(StoreError::db)?
-                .remove(name)
-                .map_err(StoreError::db)?;
             txn.open_table(DEVICE_LOG)
                 .map_err(StoreError::db)?
                 .retain_in((name, 0)..=(name, u64::MAX), |_, _| false)
@@ -289,15 +309,13 @@ impl Accounts for Store {
         device: DeviceId,
         name: &str,
         now: WallTime,
-    ) -> Result<Result<bool, String>, StoreError> {
-        let refused = |why: &str| Ok(Err(why.to_owned()));
+    ) -> Result<Result<bool, EnrolRefusal>, StoreError> {
+        let refused = |why: EnrolRefusal| Ok(Err(why));
         let Ok(code) = OneTimeCode::parse(code) else {
-            return self
-                .wrong_try(user)
-                .and_then(|()| refused("malformed code"));
+            return refused(EnrolRefusal::Malformed);
         };
         if name.is_empty() || name.len() > cloud3_engine::wire::limits::MAX_NAME_BYTES {
-            return refused("device name must be 1-64 bytes");
+            return refused(EnrolRefusal::BadDeviceName);
         }
         let txn = self.db.begin_write().map_err(StoreError::db)?;
         let read_only;
@@ -309,21 +327,17 @@ impl Accounts for Store {
                     None => None,
                 };
             let Some(record) = record.filter(|r| r.user == user) else {
-                drop(codes);
-                drop(txn);
-                return self
-                    .wrong_try(user)
-                    .and_then(|()| refused("wrong or used code"));
+                return refused(EnrolRefusal::WrongCode);
             };
             codes.remove(&code.hash()).map_err(StoreError::db)?;
             if record.expires < now {
                 drop(codes);
                 txn.commit().map_err(StoreError::db)?;
-                return refused("the code has expired");
+                return refused(EnrolRefusal::Expired);
             }
             let mut devices = txn.open_table(DEVICES).map_err(StoreError::db)?;
             if devices.get(&device.0).map_err(StoreError::db)?.is_some() {
-                return refused("this device key is enrolled already");
+                return refused(EnrolRefusal::KeyEnrolled);
             }
             let (ro, by) = match record.kind {
                 CodeKind::Invite => (false, None),
@@ -353,10 +367,6 @@ impl Accounts for Store {
                     at: now,
                 },
             )?;
-            txn.open_table(CODE_TRIES)
-                .map_err(StoreError::db)?
-                .remove(user)
-                .map_err(StoreError::db)?;
         }
         txn.commit().map_err(StoreError::db)?;
         Ok(Ok(read_only))
@@ -484,34 +494,6 @@ impl Accounts for Store {
             events.push(decode(value.value())?);
         }
         Ok(events)
-    }
-}
-
-impl Store {
-    fn wrong_try(&self, user: &str) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(StoreError::db)?;
-        {
-            let mut tries = txn.open_table(CODE_TRIES).map_err(StoreError::db)?;
-            let count = tries
-                .get(user)
-                .map_err(StoreError::db)?
-                .map_or(0, |v| v.value())
-                + 1;
-            if count >= MAX_WRONG_TRIES {
-                tries.remove(user).map_err(StoreError::db)?;
-                let mut codes = txn.open_table(CODES).map_err(StoreError::db)?;
-                codes
-                    .retain(|_, v| decode::<CodeRecord>(v).map_or(true, |c| c.user != user))
-                    .map_err(StoreError::db)?;
-                tracing::warn!(
-                    user,
-                    "3 wrong codes: every outstanding code of this user is burnt"
-                );
-            } else {
-                tries.insert(user, count).map_err(StoreError::db)?;
-            }
-        }
-        txn.commit().map_err(StoreError::db)
     }
 }
 

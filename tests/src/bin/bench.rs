@@ -4,11 +4,13 @@
 //!
 //! ```text
 //! cargo build --release --workspace
-//! cargo run --release -p cloud3-tests --bin bench -- [W1 W2 W2b W3 W4 W5 I1 | all] [--quick]
+//! cargo run --release -p cloud3-tests --bin bench -- [W1 W1-TLS W2 W2-TLS W2b W3 W4 W5 I1 | all]
+//!     [--quick]
 //! ```
 //!
 //! Device workloads: W1 initial sync (with the CPU floor of its byte path, see `ByteFloor`), W2
-//! propagation latency, W2b bursts of same-size rewrites, W3 1-byte insert, W4 source tree
+//! propagation latency (W1-TLS and W2-TLS: W1 and W2 over `wss://`, a private CA made here), W2b
+//! bursts of same-size rewrites, W3 1-byte insert, W4 source tree
 //! upgrade, W5 100,000 files, I1 an idle daemon's CPU (and after every file is read). Relay
 //! workloads: R1 idle connections (1,000; `R1-10k` 10,000), R2 fan-out to 100 devices, R3 relay
 //! disk usage after 2 GiB. `--quick` shrinks every workload
@@ -26,6 +28,7 @@ use cloud3_engine::time::WallTime;
 use cloud3_engine::tree::{FolderDoc, NodeKind};
 use cloud3_engine::wire::{ClientMessage, ServerMessage};
 use cloud3_tests::client::{Client, enrol};
+use cloud3_tests::pki::{Ca, start_tls_relay};
 use cloud3_tests::{Device, Proxy, Relay, binary, cpu_share, wait_until};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -150,13 +153,70 @@ struct Setup {
     proxy_b: Proxy,
 }
 
+/// Plain WebSocket or TLS between the devices and the relay.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Plain,
+    Tls,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Transport::Plain => "ws",
+            Transport::Tls => "wss",
+        }
+    }
+}
+
 fn setup(root: &Path) -> Result<Setup> {
-    let relay = Relay::start(&root.join("relay"))?;
+    setup_over(root, Transport::Plain)
+}
+
+fn setup_over(root: &Path, transport: Transport) -> Result<Setup> {
+    let (relay, url, ca) = match transport {
+        Transport::Plain => {
+            let relay = Relay::start(&root.join("relay"))?;
+            let url = relay.url.clone();
+            (relay, url, None)
+        }
+        Transport::Tls => {
+            // A private CA made here; the devices pin it (the proxies pass TLS through).
+            let ca = Ca::new("bench CA")?;
+            let ca_file = ca.write(root, "ca.pem")?;
+            let (cert, key) = ca.issue(root, false)?;
+            let (relay, url) = start_tls_relay(root, &cert, &key)?;
+            (relay, url, Some(ca_file))
+        }
+    };
+    let ca_flag: Vec<&str> = match &ca {
+        Some(path) => vec!["--ca", path_str(path)?],
+        None => Vec::new(),
+    };
     let invite = relay.add_user("bench")?;
-    let a = Device::init(&root.join("a"), &relay, "bench", "--invite", &invite, "a")?;
+    let a = Device::init_at(
+        &root.join("a"),
+        &url,
+        "bench",
+        "--invite",
+        &invite,
+        "a",
+        &ca_flag,
+    )?;
     let code = a.pair(false)?;
-    let b = Device::init(&root.join("b"), &relay, "bench", "--pair", &code, "b")?;
-    let (proxy_a, proxy_b) = (a.behind_proxy(&relay)?, b.behind_proxy(&relay)?);
+    let b = Device::init_at(
+        &root.join("b"),
+        &url,
+        "bench",
+        "--pair",
+        &code,
+        "b",
+        &ca_flag,
+    )?;
+    let (proxy_a, proxy_b) = (Proxy::start(&relay.addr)?, Proxy::start(&relay.addr)?);
+    let scheme = format!("{}://", transport.name());
+    a.set_relay(&proxy_a.url.replacen("ws://", &scheme, 1))?;
+    b.set_relay(&proxy_b.url.replacen("ws://", &scheme, 1))?;
     Ok(Setup {
         _relay: relay,
         a,
@@ -208,9 +268,9 @@ fn fill(dir: &Path, seed: u64, small: usize, large: usize, large_mib: usize) -> 
     Ok(total)
 }
 
-fn w1(root: &Path, quick: bool) -> Result<serde_json::Value> {
+fn w1(root: &Path, quick: bool, transport: Transport) -> Result<serde_json::Value> {
     let (small, large, mib) = if quick { (500, 2, 5) } else { (10_000, 20, 50) };
-    let s = setup(root)?;
+    let s = setup_over(root, transport)?;
     let bytes = fill(&s.a.dir, 1, small, large, mib)?;
     let upload = sync(&s.a)?;
     let download = sync(&s.b)?;
@@ -219,6 +279,7 @@ fn w1(root: &Path, quick: bool) -> Result<serde_json::Value> {
     let cloud3 = upload.wall_s + download.wall_s;
     Ok(json!({
         "workload": "W1 initial sync",
+        "transport": transport.name(),
         "files": small + large,
         "bytes": bytes,
         "upload": upload.json(),
@@ -298,9 +359,9 @@ impl ByteFloor {
     }
 }
 
-fn w2(root: &Path, quick: bool) -> Result<serde_json::Value> {
+fn w2(root: &Path, quick: bool, transport: Transport) -> Result<serde_json::Value> {
     let edits = if quick { 5 } else { 50 };
-    let mut s = setup(root)?;
+    let mut s = setup_over(root, transport)?;
     s.a.start_daemon()?;
     s.b.start_daemon()?;
     std::thread::sleep(Duration::from_secs(1));
@@ -320,6 +381,7 @@ fn w2(root: &Path, quick: bool) -> Result<serde_json::Value> {
     s.b.stop_daemon()?;
     let mut figures = percentiles(&latencies);
     figures["workload"] = json!("W2 propagation latency");
+    figures["transport"] = json!(transport.name());
     figures["edits"] = json!(edits);
     Ok(figures)
 }
@@ -826,14 +888,17 @@ fn main() -> Result<()> {
         .collect();
     if chosen.is_empty() || chosen.contains(&"all") {
         chosen = vec![
-            "W1", "W2", "W2b", "W3", "W4", "W5", "I1", "R1", "R1-10k", "R2", "R3",
+            "W1", "W1-TLS", "W2", "W2-TLS", "W2b", "W3", "W4", "W5", "I1", "R1", "R1-10k", "R2",
+            "R3",
         ];
     }
     for workload in chosen {
         let tmp = tempfile::tempdir()?;
         let result = match workload {
-            "W1" => w1(tmp.path(), quick),
-            "W2" => w2(tmp.path(), quick),
+            "W1" => w1(tmp.path(), quick, Transport::Plain),
+            "W1-TLS" => w1(tmp.path(), quick, Transport::Tls),
+            "W2" => w2(tmp.path(), quick, Transport::Plain),
+            "W2-TLS" => w2(tmp.path(), quick, Transport::Tls),
             "W2b" => w2b(tmp.path(), quick),
             "I1" => i1(tmp.path(), quick),
             "W3" => w3(tmp.path(), quick),
@@ -843,7 +908,10 @@ fn main() -> Result<()> {
             "R1-10k" => r1(tmp.path(), 10_000),
             "R2" => r2(tmp.path()),
             "R3" => r3(tmp.path(), if quick { 1 } else { 2 }),
-            other => bail!("unknown workload {other}: W1..W5, W2b, I1, R1, R1-10k, R2, R3 or all"),
+            other => bail!(
+                "unknown workload {other}: W1..W5, W1-TLS, W2-TLS, W2b, I1, R1, R1-10k, R2, R3 \
+                 or all"
+            ),
         }
         .with_context(|| format!("workload {workload}"))?;
         println!("{result}");

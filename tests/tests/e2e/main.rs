@@ -6,7 +6,9 @@ mod bad_input;
 mod control;
 mod daemon;
 mod randomized;
+mod relay_edge;
 mod relay_protocol;
+mod relay_tls;
 
 use std::path::Path;
 

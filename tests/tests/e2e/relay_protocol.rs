@@ -15,7 +15,14 @@ use cloud3_tests::Relay;
 use cloud3_tests::client::{Client, Incoming, chunk_put, enrol};
 use tungstenite::Message;
 
-fn key(n: u8) -> DeviceKey {
+/// A well-formed code that is nobody's (the relay's codes come from the OS's randomness).
+pub(crate) fn wrong_code() -> String {
+    cloud3_engine::auth::OneTimeCode::generate([0x5a; 8])
+        .as_str()
+        .to_owned()
+}
+
+pub(crate) fn key(n: u8) -> DeviceKey {
     DeviceKey::from_secret([n; 32])
 }
 
@@ -150,23 +157,35 @@ fn enrol_pair_sync_a_change_and_move_chunks_between_two_devices() -> Result<()> 
 }
 
 #[test]
-fn wrong_codes_are_refused_and_burn_after_a_few_tries() -> Result<()> {
+fn wrong_codes_are_refused_then_held_back_and_the_real_invite_survives() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let relay = Relay::start(&tmp.path().join("relay"))?;
     let invite = relay.add_user("alice")?;
+    let mut reasons = Vec::new();
     for attempt in 0..10 {
         let mut client = Client::connect(&relay.url)?;
         client.hello(
             &key(9),
             "alice",
-            enrol("ABCD-EFGH-JKMN", &format!("guess {attempt}")),
+            enrol(&wrong_code(), &format!("guess {attempt}")),
         )?;
         assert_eq!(client.closed()?, Some(CloseCode::BadAuth.code()));
+        reasons.push(client.close_reason().unwrap_or_default().to_owned());
     }
-    // After repeated wrong guesses the real invite no longer works either.
-    let mut client = Client::connect(&relay.url)?;
-    client.hello(&key(1), "alice", enrol(&invite, "laptop"))?;
-    assert_eq!(client.closed()?, Some(CloseCode::BadAuth.code()));
+    // Five are looked at; then this address waits before its next code is even looked at.
+    assert!(
+        reasons[..5]
+            .iter()
+            .all(|r| r.contains("wrong or used code")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[5].contains("too many wrong codes, try again in 1 s"),
+        "{reasons:?}"
+    );
+    // Once the wait is over, the real invite still works: wrong codes burnt nothing.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    Client::login(&relay.url, &key(1), "alice", enrol(&invite, "laptop"))?;
     Ok(())
 }
 

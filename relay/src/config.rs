@@ -1,0 +1,195 @@
+//! The relay's settings: defaults, overridden by the TOML file given with `--config`, overridden
+//! by flags. The file's keys are the flags' names without `--`, for example:
+//!
+//! ```toml
+//! listen = "0.0.0.0:443"
+//! data = "/var/lib/cloud3-relay"
+//! tls-cert = "/etc/cloud3-relay/fullchain.pem"
+//! tls-key = "/etc/cloud3-relay/privkey.pem"
+//! quota-gib = 100
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::Cli;
+use crate::limits::Limits;
+
+/// Why the settings file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// It does not read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// It is not valid TOML or has an unknown key or a wrong type.
+    #[error("{}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, where.
+        message: String,
+    },
+    /// Only one of the certificate and the key is set.
+    #[error("tls-cert and tls-key go together: set both or neither")]
+    HalfTls,
+}
+
+/// The settings file (every key optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    data: Option<PathBuf>,
+    quota_gib: Option<u64>,
+    max_connections_per_account: Option<usize>,
+    viewer: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    head_timeout_secs: Option<u64>,
+    handshake_timeout_secs: Option<u64>,
+    max_unauthenticated: Option<usize>,
+    max_unauthenticated_per_ip: Option<usize>,
+}
+
+/// The resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data: PathBuf,
+    /// The viewer's directory.
+    pub viewer: PathBuf,
+    /// Certificate chain and key files, for TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+impl Settings {
+    /// Defaults, then the file named by `--config`, then the flags.
+    pub fn resolve(cli: &Cli) -> Result<Settings, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read(path)?,
+            None => FileSettings::default(),
+        };
+        let defaults = Limits::default();
+        let secs = |flag: Option<u64>, key: Option<u64>, default: Duration| {
+            flag.or(key).map_or(default, Duration::from_secs)
+        };
+        let limits = Limits {
+            head_timeout: secs(
+                cli.head_timeout_secs,
+                file.head_timeout_secs,
+                defaults.head_timeout,
+            ),
+            handshake_timeout: secs(
+                cli.handshake_timeout_secs,
+                file.handshake_timeout_secs,
+                defaults.handshake_timeout,
+            ),
+            max_unauthenticated: cli
+                .max_unauthenticated
+                .or(file.max_unauthenticated)
+                .unwrap_or(defaults.max_unauthenticated),
+            max_unauthenticated_per_ip: cli
+                .max_unauthenticated_per_ip
+                .or(file.max_unauthenticated_per_ip)
+                .unwrap_or(defaults.max_unauthenticated_per_ip),
+            max_connections_per_account: cli
+                .max_connections_per_account
+                .or(file.max_connections_per_account)
+                .unwrap_or(defaults.max_connections_per_account),
+            quota_bytes: cli
+                .quota_gib
+                .or(file.quota_gib)
+                .map_or(defaults.quota_bytes, |gib| gib.saturating_mul(1 << 30)),
+            ..defaults
+        };
+        let tls = match (
+            cli.tls_cert.clone().or(file.tls_cert),
+            cli.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err(ConfigError::HalfTls),
+        };
+        Ok(Settings {
+            listen: cli
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8787))),
+            data: cli
+                .data
+                .clone()
+                .or(file.data)
+                .unwrap_or_else(|| PathBuf::from("./cloud3-relay-data")),
+            viewer: cli.viewer.clone().or(file.viewer).unwrap_or_else(|| {
+                PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../viewer"))
+            }),
+            tls,
+            limits,
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<FileSettings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn resolve(file: &str, args: &[&str]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, file).unwrap();
+        let mut argv = vec!["cloud3-relay", "--config", path.to_str().unwrap()];
+        argv.extend_from_slice(args);
+        Settings::resolve(&Cli::parse_from(argv))
+    }
+
+    #[test]
+    fn the_file_sets_and_flags_override() {
+        let settings = resolve(
+            "listen = \"127.0.0.1:9000\"\nquota-gib = 5\nhead-timeout-secs = 3\n\
+             tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\n",
+            &["--listen", "127.0.0.1:9001", "serve"],
+        )
+        .unwrap();
+        assert_eq!(settings.listen, "127.0.0.1:9001".parse().unwrap());
+        assert_eq!(settings.limits.quota_bytes, 5 << 30);
+        assert_eq!(settings.limits.head_timeout, Duration::from_secs(3));
+        assert_eq!(
+            settings.tls,
+            Some((PathBuf::from("c.pem"), PathBuf::from("k.pem")))
+        );
+        assert_eq!(settings.data, PathBuf::from("./cloud3-relay-data"));
+    }
+
+    #[test]
+    fn unknown_keys_and_half_tls_are_refused() {
+        let error = resolve("listne = \"127.0.0.1:1\"\n", &[]).unwrap_err();
+        assert!(error.to_string().contains("listne"), "{error}");
+        let error = resolve("tls-cert = \"c.pem\"\n", &[]).unwrap_err();
+        assert!(matches!(error, ConfigError::HalfTls), "{error}");
+    }
+}
