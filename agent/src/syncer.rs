@@ -235,10 +235,10 @@ impl Syncer {
                 NodeKind::File if self.hold.contains(path) => {
                     tracing::debug!(path, "being written: keeping its last recorded version");
                     deferred.insert(path.clone());
-                    let Some(entry) = self.index.get(path) else {
+                    let Some(content) = self.last_recorded(path, &remote) else {
                         continue;
                     };
-                    Some(self.content_of_entry(entry, &stat_of(entry), &remote))
+                    Some(content)
                 }
                 NodeKind::File => {
                     let reuse = self
@@ -258,10 +258,10 @@ impl Syncer {
                                 tracing::debug!(path, "changed while read: not recorded yet");
                                 deferred.insert(path.clone());
                                 self.unsettled.insert(path.clone());
-                                let Some(entry) = self.index.get(path) else {
+                                let Some(content) = self.last_recorded(path, &remote) else {
                                     continue;
                                 };
-                                Some(self.content_of_entry(entry, &stat_of(entry), &remote))
+                                Some(content)
                             }
                             // Vanished or unreadable mid-scan: the next scan sees it.
                             Some(Err(error)) => {
@@ -512,6 +512,13 @@ impl Syncer {
                 .collect(),
         };
         self.new_content(stat, self.body_for(&manifest))
+    }
+
+    /// The content the index last recorded at `path` (with the facts of that recording), for a
+    /// file a scan leaves as it was: being written, or changing under the read.
+    fn last_recorded(&self, path: &str, remote: &Remote) -> Option<Content> {
+        let entry = self.index.get(path)?;
+        Some(self.content_of_entry(entry, &stat_of(entry), remote))
     }
 
     /// After a rescan: pending blobs whose file changed or moved are pointed at wherever the

@@ -105,6 +105,33 @@ fn concurrent_offline_edits_keep_both_versions_everywhere() -> Result<()> {
 }
 
 #[test]
+fn the_same_bytes_saved_on_two_offline_devices_are_one_file() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    a.write("report.txt", "base");
+    a.sync()?;
+    b.sync()?;
+    // Both devices make the same edit offline (the same file from an e-mail, a formatter's
+    // output), at different times.
+    a.write("report.txt", "the agreed text");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    b.write("report.txt", "the agreed text");
+    a.sync()?;
+    b.sync()?;
+    a.sync()?;
+    let tree = a.tree();
+    assert_eq!(tree, b.tree(), "devices differ");
+    assert_eq!(
+        tree.keys().collect::<Vec<_>>(),
+        ["report.txt"],
+        "one file, no conflict copy"
+    );
+    assert_eq!(a.read("report.txt"), Some(b"the agreed text".to_vec()));
+    Ok(())
+}
+
+#[test]
 fn edit_beats_concurrent_delete() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let (_relay, devices) = setup(tmp.path(), 2)?;
