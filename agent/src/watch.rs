@@ -6,8 +6,9 @@
 //! is everything under `.cloud3/`: an idle daemon gets no events and sleeps.
 //!
 //! A file is *being written* from a data write (or its creation) until the writer closes it
-//! (`IN_CLOSE_WRITE`), or until it has seen no write for [`HOLD_QUIET`] (a program that keeps a
-//! file open for good, such as a log, still gets it synced). A copy or download in progress is
+//! (`IN_CLOSE_WRITE`), or until it has seen no write for [`HOLD_QUIET`], or for at most
+//! [`HOLD_AT_MOST`] (a program that keeps a file open for good, such as a log, still gets it
+//! synced). A copy or download in progress is
 //! then one new version when it completes, never a string of partial versions; a file saved
 //! once (open, write, close within the debounce) is not held at all.
 
@@ -27,6 +28,10 @@ use crate::walk::relative_path;
 
 /// How long a file open for writing may go without a write before it is published anyway.
 pub const HOLD_QUIET: Duration = Duration::from_secs(3);
+
+/// Longest a file is held however often it is written (a log kept open and written every
+/// second still syncs, a version this often).
+pub const HOLD_AT_MOST: Duration = Duration::from_secs(60);
 
 /// Longest a batch gathers events: a folder that never goes quiet (a build writing file after
 /// file) is still scanned, and the daemon's other events (the relay's messages) still handled.
@@ -48,8 +53,8 @@ pub struct FolderWatch {
     root: PathBuf,
     debounce: Duration,
     rx: mpsc::UnboundedReceiver<(Seen, PathBuf)>,
-    /// Files being written, with their last write.
-    writing: HashMap<String, Instant>,
+    /// Files being written: when they were first held, and their last write.
+    writing: HashMap<String, Held>,
     /// Paths gathered for the batch being collected.
     batch: HashSet<String>,
     /// When the batch being collected is cut off.
@@ -100,7 +105,7 @@ impl FolderWatch {
     /// Cancel-safe: what a dropped call had gathered stays for the next call.
     pub async fn changes(&mut self) -> HashSet<String> {
         if self.batch.is_empty() {
-            let due = self.writing.values().min().map(|last| *last + HOLD_QUIET);
+            let due = self.writing.values().map(Held::due).min();
             let release = async move {
                 match due {
                     Some(due) => tokio::time::sleep_until(due).await,
@@ -137,13 +142,13 @@ impl FolderWatch {
     fn release_quiet(&mut self) -> HashSet<String> {
         let now = Instant::now();
         let mut paths = HashSet::new();
-        self.writing.retain(|path, last| {
-            let quiet = now.duration_since(*last) >= HOLD_QUIET;
-            if quiet {
-                tracing::debug!(path, "published although still open: no write for a while");
+        self.writing.retain(|path, held| {
+            let due = held.due() <= now;
+            if due {
+                tracing::debug!(path, "published although still open");
                 paths.insert(path.clone());
             }
-            !quiet
+            !due
         });
         with_parents(paths)
     }
@@ -154,7 +159,14 @@ impl FolderWatch {
         };
         match seen {
             Seen::Write => {
-                self.writing.insert(relative.clone(), Instant::now());
+                let now = Instant::now();
+                self.writing
+                    .entry(relative.clone())
+                    .and_modify(|held| held.last = now)
+                    .or_insert(Held {
+                        since: now,
+                        last: now,
+                    });
             }
             Seen::Closed => {
                 self.writing.remove(&relative);
@@ -167,6 +179,21 @@ impl FolderWatch {
             }
         }
         self.batch.insert(relative);
+    }
+}
+
+/// A file being written.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    since: Instant,
+    last: Instant,
+}
+
+impl Held {
+    /// When it is published though still open: quiet for [`HOLD_QUIET`], or held for
+    /// [`HOLD_AT_MOST`].
+    fn due(&self) -> Instant {
+        (self.last + HOLD_QUIET).min(self.since + HOLD_AT_MOST)
     }
 }
 
