@@ -1,12 +1,23 @@
-//! Logging through tracing, filtered by `RUST_LOG` (default: warnings and cloud3's info).
+//! Logging through tracing to stderr, filtered by `RUST_LOG`. By default the daemon (`cloud3
+//! run`) logs warnings and cloud3's info; the other commands only warnings, so what they print
+//! is their result (on stdout). Colour only when stderr is a terminal: escapes in a log file or
+//! a journal are noise.
 
-/// Installs the stderr subscriber once.
-pub fn init() {
+use std::io::IsTerminal;
+
+/// Installs the stderr subscriber once; `daemon` picks the daemon's default filter.
+pub fn init(daemon: bool) {
+    let default = if daemon {
+        "warn,cloud3_agent=info"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,cloud3_agent=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

@@ -8,8 +8,9 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    cloud3_agent::logging::init();
     let cli = cloud3_agent::cli::Cli::parse();
+    let daemon = matches!(cli.command, cloud3_agent::cli::Command::Run { .. });
+    cloud3_agent::logging::init(daemon);
     match cloud3_agent::cmd::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

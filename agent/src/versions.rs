@@ -45,7 +45,14 @@ pub fn history(syncer: &mut Syncer, path: &str) -> Result<History, AgentError> {
             author: syncer.doc.device_name(version.content.author),
             hash: version.content.hash().to_hex(),
         })
-        .collect();
+        .collect::<Vec<_>>();
+    if versions.is_empty() {
+        // Only directories have no content versions.
+        return Err(AgentError::Usage(format!(
+            "{path} is a directory: `cloud3 history` lists the versions of a file; give a file \
+             inside it"
+        )));
+    }
     Ok(History { versions, deleted })
 }
 

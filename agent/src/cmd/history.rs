@@ -7,7 +7,7 @@ use std::path::Path;
 
 use cloud3_engine::time::WallTime;
 
-use super::{Folder, block_on};
+use super::{Folder, block_on, held_elsewhere};
 use crate::control::{self, Reply, Request};
 use crate::daemon;
 use crate::error::AgentError;
@@ -15,15 +15,16 @@ use crate::syncer::Syncer;
 use crate::versions::{self, History};
 
 /// Prints the versions of PATH, oldest first, numbered for `restore --version`.
-pub(crate) fn run(dir: &Path, path: &str) -> Result<(), AgentError> {
+pub(crate) fn run(dir: &Path, typed: &str) -> Result<(), AgentError> {
     let folder = Folder::open(dir)?;
+    let path = &folder.relative(typed)?;
     let request = Request::History {
         path: path.to_owned(),
     };
     let history = match control::ask(&folder.state, &request)? {
         Some(Reply::History { history }) => history,
         Some(other) => return Err(control::unexpected(&other)),
-        None => versions::history(&mut open(dir, &folder)?, path)?,
+        None => versions::history(&mut open(&folder)?, path)?,
     };
     print(path, &history);
     Ok(())
@@ -45,8 +46,9 @@ fn print(path: &str, history: &History) {
 }
 
 /// Restores PATH: undeletes it, and with `--version` puts that version's content back.
-pub(crate) fn restore(dir: &Path, path: &str, version: Option<usize>) -> Result<(), AgentError> {
+pub(crate) fn restore(dir: &Path, typed: &str, version: Option<usize>) -> Result<(), AgentError> {
     let folder = Folder::open(dir)?;
+    let path = &folder.relative(typed)?;
     let request = Request::Restore {
         path: path.to_owned(),
         version,
@@ -64,7 +66,7 @@ pub(crate) fn restore(dir: &Path, path: &str, version: Option<usize>) -> Result<
             return Ok(());
         }
         Some(other) => return Err(control::unexpected(&other)),
-        None => versions::restore(&mut open(dir, &folder)?, path, version)?,
+        None => versions::restore(&mut open(&folder)?, path, version)?,
     }
     // Bring the disk (and the relay) up to date now if the relay is reachable.
     match block_on(daemon::sync_once(folder))? {
@@ -76,17 +78,9 @@ pub(crate) fn restore(dir: &Path, path: &str, version: Option<usize>) -> Result<
     Ok(())
 }
 
-fn open(dir: &Path, folder: &Folder) -> Result<Syncer, AgentError> {
-    Syncer::open(dir, folder.config.clone(), folder.key.device_id()).map_err(|error| match error {
-        AgentError::Database { message, .. }
-            if message.contains("already open") || message.contains("lock") =>
-        {
-            AgentError::Usage(
-                "the daemon holds this folder but does not answer on its control socket".into(),
-            )
-        }
-        other => other,
-    })
+fn open(folder: &Folder) -> Result<Syncer, AgentError> {
+    Syncer::open(&folder.root, folder.config.clone(), folder.key.device_id())
+        .map_err(|error| held_elsewhere(error, &folder.state))
 }
 
 fn format_time(time: WallTime) -> String {

@@ -12,7 +12,8 @@ use crate::error::AgentError;
 use crate::state::{Config, StateDir};
 
 /// Creates the state directory and key, enrols with the relay, and writes the config. On failure
-/// the state directory is removed again so the command can simply be retried.
+/// everything it made is removed again (the state directory, and DIR and its parents if it
+/// created them; files that were there before stay), so the command can simply be retried.
 pub(crate) fn run(
     dir: &Path,
     relay: &str,
@@ -38,6 +39,13 @@ pub(crate) fn run(
              cross the network unencrypted; use wss:// (see deploy/README.md)"
         );
     }
+    let dir = &std::path::absolute(dir).map_err(|e| AgentError::io("resolve", dir, e))?;
+    // The directories this command makes (DIR and missing parents), removed again on failure.
+    let created: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|ancestor| fs::symlink_metadata(ancestor).is_err())
+        .map(Path::to_owned)
+        .collect();
     fs::create_dir_all(dir).map_err(|e| AgentError::io("create", dir, e))?;
     let state = StateDir::of(dir);
     if state.root().exists() {
@@ -47,6 +55,10 @@ pub(crate) fn run(
     let result = enrol(&state, relay, user, code, &device_name, ca);
     if result.is_err() {
         let _ = fs::remove_dir_all(state.root());
+        // Deepest first; `remove_dir` only removes empty ones, so nothing else is lost.
+        for made in &created {
+            let _ = fs::remove_dir(made);
+        }
     }
     let device = result?;
     println!("enrolled device {device_name} ({device}) for {user} at {relay}");

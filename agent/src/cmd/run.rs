@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::Folder;
+use super::{Folder, held_elsewhere};
 use crate::daemon;
 use crate::error::AgentError;
 
@@ -14,6 +14,9 @@ pub(crate) fn run(dir: &Path) -> Result<(), AgentError> {
         .enable_all()
         .build()
         .map_err(|e| AgentError::Protocol(format!("cannot start the async runtime: {e}")))?;
-    tracing::info!(dir = %dir.display(), relay = %folder.config.relay, "syncing");
-    runtime.block_on(daemon::run(folder))
+    tracing::info!(dir = %folder.root.display(), relay = %folder.config.relay, "syncing");
+    let state = folder.state.clone();
+    runtime
+        .block_on(daemon::run(folder))
+        .map_err(|error| held_elsewhere(error, &state))
 }

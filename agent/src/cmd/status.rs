@@ -34,7 +34,7 @@ pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
         println!("{value}");
         return Ok(());
     }
-    println!("folder:   {}", dir.display());
+    println!("folder:   {}", folder.root.display());
     println!(
         "relay:    {} as {}",
         folder.config.relay, folder.config.user

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{Folder, block_on};
+use super::{Folder, block_on, held_elsewhere};
 use crate::control::{self, Reply, Request};
 use crate::daemon;
 use crate::error::AgentError;
@@ -19,7 +19,9 @@ pub(crate) fn run(dir: &Path) -> Result<(), AgentError> {
         Some(other) => return Err(control::unexpected(&other)),
         None => {}
     }
-    let status = block_on(daemon::sync_once(folder))??;
+    let state = folder.state.clone();
+    let status =
+        block_on(daemon::sync_once(folder))?.map_err(|error| held_elsewhere(error, &state))?;
     if !status.conflicts.is_empty() {
         println!("{} conflict copies in the folder", status.conflicts.len());
     }

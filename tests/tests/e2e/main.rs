@@ -5,6 +5,7 @@ mod agent_sync;
 mod bad_input;
 mod control;
 mod daemon;
+mod everyday;
 mod randomized;
 mod relay_edge;
 mod relay_protocol;
