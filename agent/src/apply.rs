@@ -277,12 +277,8 @@ async fn write_files(
         };
         let mut offset = 0u64;
         let mut held_places = 0;
-        for (entry, held) in manifest
-            .entries
-            .iter()
-            .zip(held.iter().chain(std::iter::repeat(&false)))
-        {
-            if *held {
+        for (chunk_idx, entry) in manifest.entries.iter().enumerate() {
+            if held.get(chunk_idx) == Some(&true) {
                 // Verified in the partial download a run cut short.
                 held_places += 1;
             } else {

@@ -13,7 +13,7 @@ use cloud3_tests::{Device, check, wait_until};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::setup;
+use crate::{setup, versions};
 
 /// Generous bound for a change to reach the other daemon (the figure is printed).
 const PROPAGATION: Duration = Duration::from_secs(10);
@@ -52,18 +52,6 @@ fn run(device: &Device, args: &[&str]) -> Result<String> {
     let output = device.command(args)?;
     check(&output, &format!("cloud3 {}", args.join(" ")))?;
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-/// Version lines of `history` output ("  0  2026-...").
-fn versions(history: &str) -> usize {
-    history
-        .lines()
-        .filter(|line| {
-            line.split_whitespace()
-                .next()
-                .is_some_and(|n| n.parse::<usize>().is_ok())
-        })
-        .count()
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use cloud3_tests::{Device, Relay, binary, check, wait_until};
 
-use crate::setup;
+use crate::{setup, versions};
 
 /// `cloud3 ARGS` run from `cwd`, with `RUST_LOG` as the user has it (unset unless `log`).
 fn cloud3_in(cwd: &Path, args: &[&str], log: Option<&str>) -> Result<Output> {
@@ -29,18 +29,6 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Lines of `history` output that are versions ("  0  2026-...").
-fn versions(history: &str) -> usize {
-    history
-        .lines()
-        .filter(|line| {
-            line.split_whitespace()
-                .next()
-                .is_some_and(|n| n.parse::<usize>().is_ok())
-        })
-        .count()
 }
 
 /// A file with two versions at `sub/deeper/a.txt` (synced, so the relay has both).

@@ -41,3 +41,15 @@ pub(crate) fn setup(root: &Path, n: usize) -> Result<(Relay, Vec<Device>)> {
     }
     Ok((relay, devices))
 }
+
+/// Lines of `cloud3 history` output that are versions ("  0  2026-...").
+pub(crate) fn versions(history: &str) -> usize {
+    history
+        .lines()
+        .filter(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|n| n.parse::<usize>().is_ok())
+        })
+        .count()
+}
