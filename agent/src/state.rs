@@ -38,6 +38,10 @@ pub struct Config {
     /// system's roots, relative to `.cloud3/` (set by `cloud3 init --ca`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
+    /// MiB the folder's file system keeps free: a download that would take it below this is
+    /// not started (the file is reported in `status` until there is room).
+    #[serde(default = "default_min_free_mib")]
+    pub min_free_mib: u64,
 }
 
 fn default_folder() -> String {
@@ -46,6 +50,10 @@ fn default_folder() -> String {
 
 fn default_rescan_ms() -> u64 {
     60_000
+}
+
+fn default_min_free_mib() -> u64 {
+    64
 }
 
 fn default_debounce_ms() -> u64 {

@@ -35,6 +35,26 @@ pub struct Status {
     /// record local changes yet (it joins on its first complete exchange with the relay).
     #[serde(default)]
     pub waiting_to_join: bool,
+
+    // Full disks (issue 20).
+    /// The relay refused this device's uploads because its storage is full: they wait, and
+    /// the device tries again with back-off.
+    #[serde(default)]
+    pub relay_storage_full: bool,
+    /// Files this device has no room for on its disk (not downloaded, retried when there is).
+    #[serde(default)]
+    pub no_room: Vec<NoRoom>,
+}
+
+/// A file the folder's disk has no room for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoRoom {
+    /// The file's path in the folder.
+    pub path: String,
+    /// Its size.
+    pub size: u64,
+    /// Free space it lacks (beyond the reserve `min_free_mib` keeps).
+    pub short_by: u64,
 }
 
 /// `status.json` as the daemon keeps it: written only when what it says changed, so an idle
