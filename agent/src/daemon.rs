@@ -146,7 +146,10 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
                     // Uploads wait for the relay's operator: no retry storm.
                     backoff = backoff.max(RELAY_FULL_BACKOFF);
                     status.relay_storage_full = true;
-                    tracing::warn!(?backoff, "relay storage full: uploads wait, working offline meanwhile");
+                    tracing::warn!(
+                        ?backoff,
+                        "relay storage full: uploads wait, working offline meanwhile"
+                    );
                 } else {
                     tracing::warn!(%error, ?backoff, "relay unreachable, working offline");
                 }

@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::metrics::Metrics;
 
+/// Room beyond the reserve a full relay needs before it takes blobs again: one upload batch.
+pub const RESUME_MARGIN: u64 = 8 << 20;
+
 /// The reserve, and whether it is reached now.
 #[derive(Debug)]
 pub struct DiskSpace {
@@ -44,7 +47,14 @@ impl DiskSpace {
             }
         };
         metrics.disk_free_bytes.set(clamp(available));
-        let room = available >= self.reserve.saturating_add(bytes);
+        // Once full, the relay stays full until a whole batch would fit again: a device retrying
+        // then is refused before it sends anything, rather than after each batch it sends.
+        let margin = if self.full.load(Ordering::Relaxed) {
+            RESUME_MARGIN
+        } else {
+            0
+        };
+        let room = available >= self.reserve.saturating_add(bytes).saturating_add(margin);
         let was_full = self.full.swap(!room, Ordering::Relaxed);
         metrics.storage_full.set(i64::from(!room));
         if room {

@@ -495,7 +495,11 @@ mod tests {
         // A device that is not (or no longer) the user's: the index commit refuses the batch.
         let stranger = DeviceId([8; 32]);
         assert!(store.put_chunks("u", stranger, &[blob], u64::MAX).is_err());
-        assert_eq!(len(), before, "the refused batch's bytes are cut off the pack");
+        assert_eq!(
+            len(),
+            before,
+            "the refused batch's bytes are cut off the pack"
+        );
         assert_eq!(store.usage("u").unwrap(), before);
     }
 

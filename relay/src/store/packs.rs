@@ -264,7 +264,10 @@ mod tests {
         let failed = packs.append_all("alice", &[b"written first", b"never written"]);
         assert!(failed.is_err());
         let len = std::fs::metadata(pack_path(&user_dir, 0)).unwrap().len();
-        assert_eq!(len, 9, "the blob written before the failure is cut off again");
+        assert_eq!(
+            len, 9,
+            "the blob written before the failure is cut off again"
+        );
         assert_eq!(packs.read("alice", kept).unwrap(), b"committed");
     }
 
