@@ -236,7 +236,10 @@ async fn write_files(
     local: &mut LocalChunks,
 ) -> Result<(usize, usize), AgentError> {
     let tmp_dir = syncer.state.tmp_dir();
-    let reserve = syncer.config.min_free_mib.saturating_mul(1 << 20);
+    let reserve = syncer
+        .config
+        .min_free_mib
+        .map(|mib| mib.saturating_mul(1 << 20));
     let mut room = Room::measure(&tmp_dir, reserve);
     // Files given up for want of room: before they start (`room`), or when a write finds the
     // disk full.

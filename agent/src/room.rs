@@ -1,6 +1,7 @@
 //! Room on the folder's disk for downloads. Before a group of files is assembled, each file's
 //! bytes are weighed against the free space of the folder's file system less a reserve
-//! (`min_free_mib` in `config.toml`, as Syncthing's minimum free disk): files that fit are
+//! (`min_free_mib` in `config.toml`; by default 1 % of the file system, as Syncthing's minimum
+//! free disk, but at most [`DEFAULT_RESERVE_MAX`]): files that fit are
 //! downloaded, one that does not is not started and is reported in `cloud3 status` with the
 //! space it lacks. A write that still runs out of space (something else filled the disk
 //! meanwhile) gives the file up the same way, its partial bytes removed.
@@ -8,6 +9,9 @@
 use std::path::Path;
 
 use crate::status::NoRoom;
+
+/// The default reserve's ceiling: 1 % of a large disk is more than a sync tool needs to leave.
+pub const DEFAULT_RESERVE_MAX: u64 = 1 << 30;
 
 /// Bytes that downloads may still take on one file system.
 #[derive(Debug)]
@@ -19,10 +23,12 @@ pub struct Room {
 }
 
 impl Room {
-    /// Measures the file system holding `dir`, keeping `reserve` bytes free.
-    pub fn measure(dir: &Path, reserve: u64) -> Room {
-        match available(dir) {
-            Ok(free) => {
+    /// Measures the file system holding `dir`, keeping `reserve` bytes free (`None`: the
+    /// default reserve).
+    pub fn measure(dir: &Path, reserve: Option<u64>) -> Room {
+        match space(dir) {
+            Ok((free, total)) => {
+                let reserve = reserve.unwrap_or((total / 100).min(DEFAULT_RESERVE_MAX));
                 let measured = i128::from(free) - i128::from(reserve);
                 Room {
                     left: Some(u64::try_from(measured).unwrap_or(0)),
@@ -72,10 +78,13 @@ pub fn is_out_of_space(error: &std::io::Error) -> bool {
     )
 }
 
-/// Bytes an unprivileged writer may still use on the file system holding `dir`.
-fn available(dir: &Path) -> std::io::Result<u64> {
+/// Bytes an unprivileged writer may still use on the file system holding `dir`, and its size.
+fn space(dir: &Path) -> std::io::Result<(u64, u64)> {
     let stat = rustix::fs::statvfs(dir)?;
-    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    Ok((
+        stat.f_bavail.saturating_mul(stat.f_frsize),
+        stat.f_blocks.saturating_mul(stat.f_frsize),
+    ))
 }
 
 #[cfg(test)]
@@ -102,9 +111,15 @@ mod tests {
     #[test]
     fn the_folders_file_system_is_measured() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut room = Room::measure(dir.path(), 0);
+        let mut room = Room::measure(dir.path(), Some(0));
         assert_eq!(room.take(1), Ok(()));
-        let mut none = Room::measure(dir.path(), u64::MAX);
+        let mut none = Room::measure(dir.path(), Some(u64::MAX));
         assert!(none.take(1).is_err());
+        let (free, total) = space(dir.path()).expect("statvfs");
+        let default = Room::measure(dir.path(), None);
+        let reserve = (total / 100).min(DEFAULT_RESERVE_MAX);
+        // Others write meanwhile: close to what was free less the default reserve.
+        let expected = i128::from(free) - i128::from(reserve);
+        assert!((default.measured - expected).abs() < 64 << 20);
     }
 }

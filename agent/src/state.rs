@@ -39,9 +39,10 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
     /// MiB the folder's file system keeps free: a download that would take it below this is
-    /// not started (the file is reported in `status` until there is room).
-    #[serde(default = "default_min_free_mib")]
-    pub min_free_mib: u64,
+    /// not started (the file is reported in `status` until there is room). Unset: 1 % of the
+    /// file system, at most 1 GiB (see `room`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_free_mib: Option<u64>,
 }
 
 fn default_folder() -> String {
@@ -50,10 +51,6 @@ fn default_folder() -> String {
 
 fn default_rescan_ms() -> u64 {
     60_000
-}
-
-fn default_min_free_mib() -> u64 {
-    64
 }
 
 fn default_debounce_ms() -> u64 {

@@ -150,8 +150,11 @@ fn a_full_relay_refuses_cleanly_keeps_serving_and_resumes_when_it_has_room() -> 
             })
         },
     )?;
-    desktop.sync()?;
-    ensure!(desktop.read("big.bin").as_deref() == Some(big.as_slice()));
+    wait_until(
+        Duration::from_secs(60),
+        "the big file on the other device",
+        || desktop.sync().is_ok() && desktop.read("big.bin").as_deref() == Some(big.as_slice()),
+    )?;
     ensure!(metric(&relay, "cloud3_storage_full")? == 0.0);
     laptop.stop_daemon()?;
     laptop.sync()?;
