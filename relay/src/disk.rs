@@ -38,6 +38,21 @@ impl DiskSpace {
     /// Whether `bytes` more can be stored and still leave the reserve free. Refusals are
     /// counted; the first after room (and the first room after refusals) is logged.
     pub fn room_for(&self, bytes: u64, metrics: &Metrics) -> bool {
+        let room = self.look(bytes, metrics);
+        if !room {
+            metrics.storage_full_refusals.inc();
+        }
+        room
+    }
+
+    /// Looks at the free space without an upload waiting (at start, so the gauges and the log
+    /// say at once whether the relay is full).
+    pub fn observe(&self, metrics: &Metrics) {
+        self.look(0, metrics);
+    }
+
+    /// Measures the free space, updates the gauges and logs a change of state.
+    fn look(&self, bytes: u64, metrics: &Metrics) -> bool {
         let available = match available(&self.dir) {
             Ok(available) => available,
             Err(error) => {
@@ -65,17 +80,14 @@ impl DiskSpace {
                     "relay storage has room again: storing blobs"
                 );
             }
-        } else {
-            metrics.storage_full_refusals.inc();
-            if !was_full {
-                tracing::warn!(
-                    dir = %self.dir.display(),
-                    available,
-                    reserve = self.reserve,
-                    wanted = bytes,
-                    "relay storage full: the free-space reserve is reached; refusing new blobs until there is room"
-                );
-            }
+        } else if !was_full {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                available,
+                reserve = self.reserve,
+                wanted = bytes,
+                "relay storage full: the free-space reserve is reached; refusing new blobs until there is room"
+            );
         }
         room
     }
@@ -111,6 +123,13 @@ mod tests {
         assert!(space.room_for(0, &metrics), "room again for what fits");
         assert_eq!(metrics.storage_full.get(), 0);
         let none = DiskSpace::new(dir.path(), u64::MAX);
+        none.observe(&metrics);
+        assert_eq!(metrics.storage_full.get(), 1, "seen full without an upload");
+        assert_eq!(
+            metrics.storage_full_refusals.get(),
+            1,
+            "and nothing refused"
+        );
         assert!(!none.room_for(0, &metrics));
     }
 }

@@ -58,6 +58,7 @@ impl Relay {
     ) -> Result<Arc<Relay>, crate::error::StoreError> {
         let metrics = Arc::new(Metrics::default());
         let disk = Arc::new(DiskSpace::new(store.data_dir(), limits.min_free_bytes));
+        disk.observe(&metrics);
         Ok(Arc::new(Relay {
             disk,
             relay_id: store.relay_id()?,
