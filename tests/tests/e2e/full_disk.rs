@@ -349,3 +349,60 @@ fn a_full_device_writes_what_fits_removes_partial_data_and_says_what_is_missing(
     drop(relay);
     Ok(())
 }
+
+#[test]
+fn a_running_daemon_lists_what_does_not_fit_and_fetches_it_once_there_is_room() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let Some(disk) = SmallDisk::mount(&tmp.path().join("device-disk"), 20)? else {
+        return Ok(());
+    };
+    let relay = Relay::start(&tmp.path().join("relay"))?;
+    let invite = relay.add_user("alice")?;
+    let source = Device::init(
+        &tmp.path().join("source"),
+        &relay,
+        "alice",
+        "--invite",
+        &invite,
+        "source",
+    )?;
+    let code = source.pair(false)?;
+    let mut small = Device::init(
+        &disk.dir.join("folder"),
+        &relay,
+        "alice",
+        "--pair",
+        &code,
+        "small",
+    )?;
+    configure(&small, "rescan_interval_ms", "1000")?;
+    let big = random_bytes(4, 30 * MIB);
+    source.write("big.bin", &big);
+    source.write("small.txt", b"fits");
+    source.sync()?;
+
+    small.start_daemon()?;
+    wait_until(
+        Duration::from_secs(60),
+        "the daemon to list big.bin",
+        || {
+            status(&small).is_ok_and(|s| {
+                s["source"] == "daemon" && no_room(&s).iter().any(|(path, ..)| path == "big.bin")
+            })
+        },
+    )?;
+    ensure!(small.read("small.txt").as_deref() == Some(b"fits".as_slice()));
+    ensure!(leftovers(&small).is_empty(), "{:?}", leftovers(&small));
+
+    // Room outside the folder (the operator grows the disk): nothing in the folder changes,
+    // the periodic rescan tries again.
+    disk.resize(100)?;
+    wait_until(Duration::from_secs(60), "big.bin to land", || {
+        small.read("big.bin").as_deref() == Some(big.as_slice())
+    })?;
+    wait_until(Duration::from_secs(10), "status to forget big.bin", || {
+        status(&small).is_ok_and(|s| no_room(&s).is_empty())
+    })?;
+    small.stop_daemon()?;
+    Ok(())
+}
