@@ -129,6 +129,13 @@ fn a_full_relay_refuses_cleanly_keeps_serving_and_resumes_when_it_has_room() -> 
         "{}",
         String::from_utf8_lossy(&text.stdout)
     );
+    let asked = laptop.command(&["sync"])?;
+    ensure!(
+        !asked.status.success()
+            && String::from_utf8_lossy(&asked.stderr).contains("relay storage full"),
+        "sync through the daemon says why: {}",
+        String::from_utf8_lossy(&asked.stderr)
+    );
     let before = metric(&relay, "cloud3_storage_full_refusals_total")?;
     std::thread::sleep(Duration::from_secs(20));
     let refusals = metric(&relay, "cloud3_storage_full_refusals_total")? - before;
