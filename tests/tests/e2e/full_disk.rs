@@ -139,6 +139,7 @@ fn a_full_relay_refuses_cleanly_keeps_serving_and_resumes_when_it_has_room() -> 
     let before = metric(&relay, "cloud3_storage_full_refusals_total")?;
     std::thread::sleep(Duration::from_secs(20));
     let refusals = metric(&relay, "cloud3_storage_full_refusals_total")? - before;
+    eprintln!("uploads refused in 20 s of the device's back-off: {refusals}");
     ensure!(
         refusals <= 6.0,
         "{refusals} refused uploads in 20 s: the device must back off"
@@ -146,7 +147,7 @@ fn a_full_relay_refuses_cleanly_keeps_serving_and_resumes_when_it_has_room() -> 
 
     // The operator adds space: the upload goes through without restarting anything.
     disk.resize(200)?;
-    wait_until(
+    let took = wait_until(
         Duration::from_secs(120),
         "the big file to reach the relay",
         || {
@@ -157,6 +158,7 @@ fn a_full_relay_refuses_cleanly_keeps_serving_and_resumes_when_it_has_room() -> 
             })
         },
     )?;
+    eprintln!("the upload went through {took:?} after the disk grew");
     wait_until(
         Duration::from_secs(60),
         "the big file on the other device",
