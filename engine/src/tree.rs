@@ -9,6 +9,7 @@ pub mod document;
 pub mod history;
 pub mod name;
 pub mod refs;
+pub mod retention;
 
 pub use content::{Content, ContentBody, ContentError};
 pub use derive::{DerivedNode, DerivedTree};
