@@ -10,6 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::server::{Relay, wall_now};
+use crate::store::GcSettings;
 
 /// A request.
 #[derive(Debug, Serialize, Deserialize)]
@@ -27,6 +28,15 @@ pub enum AdminRequest {
         /// The name.
         name: String,
     },
+    /// Set (or with `None` clear) a user's own retention window in days.
+    SetRetention {
+        /// The name.
+        name: String,
+        /// Days.
+        days: Option<u32>,
+    },
+    /// Collect garbage and compact now, with the relay's own settings.
+    Collect,
 }
 
 /// An answer.
@@ -90,21 +100,29 @@ async fn execute(relay: &Relay, request: AdminRequest) -> AdminAnswer {
         AdminRequest::RemoveUser { name } => {
             let removed = {
                 let name = name.clone();
+                let gc = relay.gc.clone();
                 tokio::task::spawn_blocking(move || {
-                    run_request(store.as_ref(), AdminRequest::RemoveUser { name })
+                    run_request(store.as_ref(), AdminRequest::RemoveUser { name }, &gc)
                 })
                 .await
             };
             relay.hub.forget_user(&name).await;
             removed
         }
-        other => tokio::task::spawn_blocking(move || run_request(store.as_ref(), other)).await,
+        other => {
+            let gc = relay.gc.clone();
+            tokio::task::spawn_blocking(move || run_request(store.as_ref(), other, &gc)).await
+        }
     };
     result.unwrap_or_else(|_| failure("admin task failed".into()))
 }
 
 /// Runs a request directly against the storage (the relay is not running, or from the socket).
-pub fn run_request(store: &dyn crate::store::Storage, request: AdminRequest) -> AdminAnswer {
+pub fn run_request(
+    store: &dyn crate::store::Storage,
+    request: AdminRequest,
+    gc: &GcSettings,
+) -> AdminAnswer {
     let result = match request {
         AdminRequest::AddUser { name } => store.add_user(&name, wall_now()).map(|code| {
             vec![
@@ -121,6 +139,16 @@ pub fn run_request(store: &dyn crate::store::Storage, request: AdminRequest) -> 
         AdminRequest::RemoveUser { name } => store
             .remove_user(&name)
             .map(|devices| vec![format!("removed user {name} and {} devices", devices.len())]),
+        AdminRequest::SetRetention { name, days } => {
+            store.set_retention(&name, days).map(|()| match days {
+                Some(days) => vec![format!("user {name} keeps versions for {days} days")],
+                None => vec![format!(
+                    "user {name} keeps versions for the relay's window ({} days)",
+                    gc.retention_days
+                )],
+            })
+        }
+        AdminRequest::Collect => store.collect(gc).map(|report| report.lines()),
     };
     match result {
         Ok(lines) => AdminAnswer {

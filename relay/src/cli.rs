@@ -55,6 +55,21 @@ pub struct Cli {
     /// Connections not yet authenticated, per source address (default 64).
     #[arg(long, global = true)]
     pub max_unauthenticated_per_ip: Option<usize>,
+    /// Days every replaced or deleted version stays restorable (default 30); an account's own
+    /// window (`user retention`) overrides it. The current version of a live file stays forever.
+    #[arg(long, global = true)]
+    pub retention_days: Option<u32>,
+    /// Seconds a blob a device uploaded, or was told the relay has, is spared by the collector
+    /// before the change naming it must have arrived (default 86400).
+    #[arg(long, global = true)]
+    pub gc_grace_secs: Option<u64>,
+    /// Seconds between background collections while serving; 0 turns them off (default 3600).
+    #[arg(long, global = true)]
+    pub gc_interval_secs: Option<u64>,
+    /// Moves the relay's lifecycle clock (retention, claims, grace) by this many seconds: for
+    /// tests and benchmarks that need time to pass a retention window.
+    #[arg(long, global = true, hide = true, allow_hyphen_values = true)]
+    pub clock_skew_secs: Option<i64>,
 }
 
 /// The subcommands.
@@ -68,6 +83,9 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Collect garbage now: free blobs no restorable version references, then compact sparse
+    /// packs (through the running relay when it runs, with its settings).
+    Gc,
 }
 
 /// `user` subcommands.
@@ -84,5 +102,12 @@ pub enum UserAction {
     Remove {
         /// The account name.
         name: String,
+    },
+    /// Set an account's own retention window in days, or `default` for the relay's.
+    Retention {
+        /// The account name.
+        name: String,
+        /// Days, or `default`.
+        days: String,
     },
 }

@@ -1,5 +1,6 @@
 //! One file per subcommand; [`run`] dispatches.
 
+mod gc;
 mod serve;
 mod user;
 
@@ -11,6 +12,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::resolve(&cli)?;
     match cli.command.take().unwrap_or(Command::Serve) {
         Command::Serve => serve::run(&settings),
-        Command::User { action } => user::run(&settings.data, action),
+        Command::User { action } => user::run(&settings, action),
+        Command::Gc => gc::run(&settings),
     }
 }

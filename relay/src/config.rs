@@ -8,6 +8,9 @@
 //! tls-key = "/etc/cloud3-relay/privkey.pem"
 //! quota-gib = 100
 //! min-free-mib = 1024
+//! retention-days = 30
+//! gc-grace-secs = 86400
+//! gc-interval-secs = 3600
 //! ```
 
 use std::net::SocketAddr;
@@ -17,7 +20,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::Cli;
+use crate::clock::Clock;
 use crate::limits::Limits;
+use crate::store::GcSettings;
 
 /// Why the settings file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +64,14 @@ struct FileSettings {
     handshake_timeout_secs: Option<u64>,
     max_unauthenticated: Option<usize>,
     max_unauthenticated_per_ip: Option<usize>,
+    retention_days: Option<u32>,
+    gc_grace_secs: Option<u64>,
+    gc_interval_secs: Option<u64>,
+    clock_skew_secs: Option<i64>,
 }
+
+/// The background collector runs this often unless told otherwise.
+const GC_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The resolved settings.
 #[derive(Debug, Clone)]
@@ -74,6 +86,12 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Limits.
     pub limits: Limits,
+    /// How garbage is collected.
+    pub gc: GcSettings,
+    /// Time between background collections; `None`: none.
+    pub gc_interval: Option<Duration>,
+    /// The lifecycle clock.
+    pub clock: Clock,
 }
 
 impl Settings {
@@ -84,6 +102,7 @@ impl Settings {
             None => FileSettings::default(),
         };
         let defaults = Limits::default();
+        let gc_defaults = GcSettings::default();
         let secs = |flag: Option<u64>, key: Option<u64>, default: Duration| {
             flag.or(key).map_or(default, Duration::from_secs)
         };
@@ -143,6 +162,23 @@ impl Settings {
             }),
             tls,
             limits,
+            gc: GcSettings {
+                retention_days: cli
+                    .retention_days
+                    .or(file.retention_days)
+                    .unwrap_or(gc_defaults.retention_days),
+                grace: cli
+                    .gc_grace_secs
+                    .or(file.gc_grace_secs)
+                    .map_or(gc_defaults.grace, Duration::from_secs),
+                ..gc_defaults
+            },
+            gc_interval: match cli.gc_interval_secs.or(file.gc_interval_secs) {
+                Some(0) => None,
+                Some(secs) => Some(Duration::from_secs(secs)),
+                None => Some(GC_INTERVAL),
+            },
+            clock: Clock::skewed(cli.clock_skew_secs.or(file.clock_skew_secs).unwrap_or(0)),
         })
     }
 }
@@ -190,6 +226,15 @@ mod tests {
             Some((PathBuf::from("c.pem"), PathBuf::from("k.pem")))
         );
         assert_eq!(settings.data, PathBuf::from("./cloud3-relay-data"));
+        assert_eq!(settings.gc.retention_days, 30);
+        assert_eq!(settings.gc_interval, Some(GC_INTERVAL));
+        let settings = resolve(
+            "retention-days = 90\ngc-interval-secs = 0\n",
+            &["--retention-days", "7"],
+        )
+        .unwrap();
+        assert_eq!(settings.gc.retention_days, 7);
+        assert_eq!(settings.gc_interval, None);
     }
 
     #[test]

@@ -48,13 +48,16 @@ pub struct Relay {
     pub relay_id: [u8; 32],
     /// The data directory's free-space reserve.
     pub disk: Arc<DiskSpace>,
+    /// How garbage is collected.
+    pub gc: crate::store::GcSettings,
 }
 
 impl Relay {
-    /// A relay over `store` with `limits`.
+    /// A relay over `store` with `limits`, collecting garbage as `gc` says.
     pub fn new(
         store: Arc<dyn Storage>,
         limits: Limits,
+        gc: crate::store::GcSettings,
     ) -> Result<Arc<Relay>, crate::error::StoreError> {
         let metrics = Arc::new(Metrics::default());
         let disk = Arc::new(DiskSpace::new(store.data_dir(), limits.min_free_bytes));
@@ -67,6 +70,7 @@ impl Relay {
             guessing: Guessing::default(),
             metrics,
             store,
+            gc,
         }))
     }
 }

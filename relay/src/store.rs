@@ -15,10 +15,15 @@
 //! - `usage`: user → stored chunk bytes
 //! - `refs`: (user, blob id) → () for every blob some version of the user's documents references
 //! - `refs_indexed`: (user, folder) → () once the folder's history is in `refs`
+//! - `claims`: (user, blob id) → when (ms, the store's [`Clock`]) a device last stored the blob
+//!   or was told the relay has it; the collector spares blobs claimed within its grace period
+//! - `retention`: user → retention window in days, overriding the relay's default
 //! - `meta`: `relay_id`
 
 pub mod accounts;
 pub mod chunks;
+pub mod collect;
+pub mod compact;
 pub mod docs;
 pub mod packs;
 pub mod refs;
@@ -35,9 +40,11 @@ pub use accounts::{
     AuthOutcome, CodeKind, CodeRecord, DeviceEvent, DeviceRecord, EnrolRefusal, UserRecord,
 };
 pub use chunks::{ChunkLocation, Chunks};
+pub use collect::{Collector, GcReport, GcSettings};
 pub use docs::Documents;
 pub use refs::References;
 
+use crate::clock::Clock;
 use crate::error::StoreError;
 use packs::Packs;
 use writer::Writer;
@@ -56,6 +63,8 @@ pub(crate) const USAGE: TableDefinition<&str, u64> = TableDefinition::new("usage
 pub(crate) const REFS: TableDefinition<(&str, &[u8; 32]), ()> = TableDefinition::new("refs");
 pub(crate) const REFS_INDEXED: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("refs_indexed");
+pub(crate) const CLAIMS: TableDefinition<(&str, &[u8; 32]), i64> = TableDefinition::new("claims");
+pub(crate) const RETENTION: TableDefinition<&str, u32> = TableDefinition::new("retention");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// The relay's storage.
@@ -63,12 +72,25 @@ pub struct Store {
     pub(crate) db: Arc<Database>,
     writer: Writer,
     pub(crate) packs: Mutex<Packs>,
+    /// Held (shared) by a blob batch from its pack append to its index commit, and briefly
+    /// (exclusive) by compaction after it closes the packs it will rewrite: no batch still
+    /// indexing into a closed pack is missed.
+    pub(crate) appending: std::sync::RwLock<()>,
+    pub(crate) clock: Clock,
+    /// One collection at a time (the background collector and `cloud3-relay gc`).
+    pub(crate) collecting: Mutex<()>,
     data: PathBuf,
 }
 
 impl Store {
     /// Opens (creating if needed) the storage in `data`.
     pub fn open(data: &Path) -> Result<Store, StoreError> {
+        Store::open_with_clock(data, Clock::default())
+    }
+
+    /// Opens the storage with a clock for lifecycle decisions (see [`Clock`]). A compaction
+    /// that a crash interrupted is finished or rolled back here (see [`compact`]).
+    pub fn open_with_clock(data: &Path, clock: Clock) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data).map_err(|e| StoreError::io("create", data, e))?;
         let path = data.join("relay.redb");
         let db = Database::create(&path).map_err(|e| StoreError::Database(e.to_string()))?;
@@ -84,6 +106,8 @@ impl Store {
             txn.open_table(USAGE).map_err(StoreError::db)?;
             txn.open_table(REFS).map_err(StoreError::db)?;
             txn.open_table(REFS_INDEXED).map_err(StoreError::db)?;
+            txn.open_table(CLAIMS).map_err(StoreError::db)?;
+            txn.open_table(RETENTION).map_err(StoreError::db)?;
             let mut meta = txn.open_table(META).map_err(StoreError::db)?;
             if meta.get("relay_id").map_err(StoreError::db)?.is_none() {
                 let mut id = [0u8; 32];
@@ -94,12 +118,17 @@ impl Store {
         }
         txn.commit().map_err(StoreError::db)?;
         let db = Arc::new(db);
-        Ok(Store {
+        let store = Store {
             writer: Writer::start(db.clone())?,
             db,
             packs: Mutex::new(Packs::open(&data.join("packs"))?),
+            appending: std::sync::RwLock::new(()),
+            clock,
+            collecting: Mutex::new(()),
             data: data.to_owned(),
-        })
+        };
+        store.remove_unindexed_packs()?;
+        Ok(store)
     }
 
     /// Runs `job` in the writer thread's next transaction, committed together with whatever
@@ -115,7 +144,7 @@ impl Store {
 /// Everything the relay stores, behind one trait so another backend (shared/DESIGN.md section
 /// 11: object storage for chunks, PostgreSQL for the rest) can replace the embedded one. Every
 /// method that touches a user's data takes that user.
-pub trait Storage: Accounts + Documents + Chunks + References + Send + Sync {
+pub trait Storage: Accounts + Documents + Chunks + References + Collector + Send + Sync {
     /// The data directory (the admin socket lives there).
     fn data_dir(&self) -> &Path;
 

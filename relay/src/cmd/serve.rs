@@ -23,8 +23,10 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<()> {
         .build()
         .context("start the async runtime")?;
     let result = runtime.block_on(async {
-        let store =
-            Arc::new(Store::open(data).with_context(|| format!("open {}", data.display()))?);
+        let store = Arc::new(
+            Store::open_with_clock(data, settings.clock.clone())
+                .with_context(|| format!("open {}", data.display()))?,
+        );
         let tls = match &settings.tls {
             Some((cert, key)) => {
                 let certs = Arc::new(ReloadingCert::load(cert, key)?);
@@ -33,7 +35,10 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<()> {
             }
             None => None,
         };
-        let relay = Relay::new(store, settings.limits.clone())?;
+        let relay = Relay::new(store, settings.limits.clone(), settings.gc.clone())?;
+        let collector = settings
+            .gc_interval
+            .map(|every| tokio::spawn(collect_every(relay.clone(), every)));
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("bind {listen}"))?;
@@ -51,12 +56,34 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<()> {
         }
         server::run(listener, relay, &settings.viewer, tls, shutdown_signal()).await?;
         admin.abort();
+        if let Some(collector) = collector {
+            collector.abort();
+        }
         let _ = std::fs::remove_file(crate::admin::socket_path(data));
         tracing::info!("relay stopped");
         anyhow::Ok(())
     });
     runtime.shutdown_timeout(RUNTIME_STOP);
     result
+}
+
+/// The background collector: one collection every `every`, the first one `every` after start.
+async fn collect_every(relay: Arc<Relay>, every: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let (store, gc) = (relay.store.clone(), relay.gc.clone());
+        match tokio::task::spawn_blocking(move || store.collect(&gc)).await {
+            Ok(Ok(report)) => {
+                for line in report.lines() {
+                    tracing::info!("{line}");
+                }
+            }
+            Ok(Err(error)) => tracing::error!(%error, "garbage collection failed"),
+            Err(error) => tracing::error!(%error, "garbage collection task failed"),
+        }
+    }
 }
 
 /// Reloads the certificate on every SIGHUP; a bad new pair is logged and the old one stays.

@@ -1,28 +1,44 @@
-//! `cloud3-relay user add|list|remove`: through the running relay's admin socket when it
+//! `cloud3-relay user add|list|remove|retention`: through the running relay's admin socket when it
 //! answers, else directly on the data directory.
 
+use anyhow::{Context, bail};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
-
-use anyhow::{Context, bail};
 
 use crate::admin::{AdminAnswer, AdminRequest, run_request, socket_path};
 use crate::cli::UserAction;
+use crate::config::Settings;
 use crate::store::Store;
 
 /// Runs a user command and prints its answer.
-pub(crate) fn run(data: &Path, action: UserAction) -> anyhow::Result<()> {
+pub(crate) fn run(settings: &Settings, action: UserAction) -> anyhow::Result<()> {
     let request = match action {
         UserAction::Add { name } => AdminRequest::AddUser { name },
         UserAction::List => AdminRequest::ListUsers,
         UserAction::Remove { name } => AdminRequest::RemoveUser { name },
+        UserAction::Retention { name, days } => AdminRequest::SetRetention {
+            name,
+            days: match days.as_str() {
+                "default" => None,
+                number => Some(number.parse().with_context(|| {
+                    format!("retention {number:?}: give a number of days or \"default\"")
+                })?),
+            },
+        },
     };
+    request_answer(settings, request)
+}
+
+/// Sends `request` to the running relay, or runs it on the data directory, and prints the
+/// answer.
+pub(crate) fn request_answer(settings: &Settings, request: AdminRequest) -> anyhow::Result<()> {
+    let data = settings.data.as_path();
     let answer = match UnixStream::connect(socket_path(data)) {
         Ok(stream) => through_socket(stream, &request)?,
         Err(_) => {
-            let store = Store::open(data).with_context(|| format!("open {}", data.display()))?;
-            run_request(&store, request)
+            let store = Store::open_with_clock(data, settings.clock.clone())
+                .with_context(|| format!("open {}", data.display()))?;
+            run_request(&store, request, &settings.gc)
         }
     };
     if !answer.ok {

@@ -12,8 +12,8 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CHUNKS, CODES, DEVICE_LOG, DEVICES, DOC_LOG, REFS, REFS_INDEXED, SYNC_HEADS, Store, USAGE,
-    USERS, decode, encode,
+    CHUNKS, CLAIMS, CODES, DEVICE_LOG, DEVICES, DOC_LOG, REFS, REFS_INDEXED, RETENTION, SYNC_HEADS,
+    Store, USAGE, USERS, decode, encode,
 };
 use crate::error::StoreError;
 
@@ -291,6 +291,14 @@ impl Accounts for Store {
             txn.open_table(REFS_INDEXED)
                 .map_err(StoreError::db)?
                 .retain(|(user, _), _| user != name)
+                .map_err(StoreError::db)?;
+            txn.open_table(CLAIMS)
+                .map_err(StoreError::db)?
+                .retain_in((name, &[0u8; 32])..=(name, &[0xffu8; 32]), |_, _| false)
+                .map_err(StoreError::db)?;
+            txn.open_table(RETENTION)
+                .map_err(StoreError::db)?
+                .remove(name)
                 .map_err(StoreError::db)?;
         }
         txn.commit().map_err(StoreError::db)?;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::check_active;
 use super::packs::PackSpan;
-use super::{CHUNKS, REFS, Store, USAGE, decode, encode};
+use super::{CHUNKS, CLAIMS, REFS, Store, USAGE, decode, encode};
 use crate::error::StoreError;
 
 /// Where a stored blob is and how it is encoded.
@@ -49,7 +49,7 @@ struct LocationWithoutChecksum {
 }
 
 impl ChunkLocation {
-    fn decode(bytes: &[u8]) -> Result<ChunkLocation, StoreError> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<ChunkLocation, StoreError> {
         decode(bytes).or_else(|_| {
             let old: LocationWithoutChecksum = decode(bytes)?;
             Ok(ChunkLocation {
@@ -65,7 +65,7 @@ impl ChunkLocation {
 }
 
 /// The checksum a stored blob's encoded bytes are checked against when read back.
-fn checksum(encoded: &[u8]) -> u64 {
+pub(crate) fn checksum(encoded: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(encoded)
 }
 
@@ -113,7 +113,9 @@ pub struct StoredBlob {
 
 /// Each user's blobs.
 pub trait Chunks {
-    /// Which of `ids` the user does not store.
+    /// Which of `ids` the user does not store. Each of the others is claimed in the same
+    /// transaction (stamped now in `claims`): a device told the relay has a blob may reference
+    /// it, so the collector spares it for its grace period (see [`super::collect`]).
     fn missing_chunks(&self, user: &str, ids: &[ChunkId]) -> Result<Vec<ChunkId>, StoreError>;
 
     /// Stores verified blobs for `user`, on behalf of `device`, in one durable batch (one pack
@@ -152,15 +154,26 @@ pub trait Chunks {
 
 impl Chunks for Store {
     fn missing_chunks(&self, user: &str, ids: &[ChunkId]) -> Result<Vec<ChunkId>, StoreError> {
-        let txn = self.db.begin_read().map_err(StoreError::db)?;
-        let table = txn.open_table(CHUNKS).map_err(StoreError::db)?;
-        let mut missing = Vec::new();
-        for id in ids {
-            if table.get((user, &id.0)).map_err(StoreError::db)?.is_none() {
-                missing.push(*id);
+        let (user, ids, now) = (user.to_owned(), ids.to_vec(), self.clock.now());
+        self.write(move |txn| {
+            let table = txn.open_table(CHUNKS).map_err(StoreError::db)?;
+            let mut claims = txn.open_table(CLAIMS).map_err(StoreError::db)?;
+            let mut missing = Vec::new();
+            for id in &ids {
+                if table
+                    .get((user.as_str(), &id.0))
+                    .map_err(StoreError::db)?
+                    .is_none()
+                {
+                    missing.push(*id);
+                } else {
+                    claims
+                        .insert((user.as_str(), &id.0), now.0)
+                        .map_err(StoreError::db)?;
+                }
             }
-        }
-        Ok(missing)
+            Ok(missing)
+        })
     }
 
     fn put_chunks(
@@ -193,6 +206,11 @@ impl Chunks for Store {
         if accepted.is_empty() {
             return Ok(outcomes);
         }
+        // Until the index commit: compaction waits for this batch before it rewrites packs.
+        let _appending = self
+            .appending
+            .read()
+            .map_err(|_| StoreError::Corrupt("append gate poisoned".into()))?;
         let bytes: Vec<&[u8]> = accepted
             .iter()
             .map(|&n| blobs[n].bytes.as_slice())
@@ -219,13 +237,18 @@ impl Chunks for Store {
             })
             .collect();
         let owner = user.to_owned();
+        let now = self.clock.now();
         let indexed = self.write(move |txn| {
             let user = owner;
             check_active(txn, &user, device)?;
             let user = user.as_str();
             let mut table = txn.open_table(CHUNKS).map_err(StoreError::db)?;
+            let mut claims = txn.open_table(CLAIMS).map_err(StoreError::db)?;
             let mut added = 0u64;
             for (id, location) in &located {
+                claims
+                    .insert((user, &id.0), now.0)
+                    .map_err(StoreError::db)?;
                 // Another connection may have stored it meanwhile.
                 if table.get((user, &id.0)).map_err(StoreError::db)?.is_some() {
                     continue;
@@ -317,20 +340,46 @@ impl Store {
     /// A user's blob, its stored bytes checked (see [`Store::read_located`]); `None` if the
     /// user does not store it.
     fn read_blob(&self, user: &str, id: ChunkId) -> Result<Option<StoredBlob>, StoreError> {
-        let location = {
-            let txn = self.db.begin_read().map_err(StoreError::db)?;
-            let table = txn.open_table(CHUNKS).map_err(StoreError::db)?;
-            match table.get((user, &id.0)).map_err(StoreError::db)? {
-                Some(value) => ChunkLocation::decode(value.value())?,
-                None => return Ok(None),
-            }
-        };
-        self.read_located(user, id, location).map(Some)
+        match self.location(user, id)? {
+            Some(location) => self.read_located(user, id, location).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Where a user's blob is now, if stored.
+    pub(crate) fn location(
+        &self,
+        user: &str,
+        id: ChunkId,
+    ) -> Result<Option<ChunkLocation>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let table = txn.open_table(CHUNKS).map_err(StoreError::db)?;
+        match table.get((user, &id.0)).map_err(StoreError::db)? {
+            Some(value) => Ok(Some(ChunkLocation::decode(value.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Store::read_at`] `location`; if that fails and the index now puts the blob elsewhere
+    /// (compaction moved it, and removed its old pack, since the index was read), read there.
+    pub(crate) fn read_located(
+        &self,
+        user: &str,
+        id: ChunkId,
+        location: ChunkLocation,
+    ) -> Result<StoredBlob, StoreError> {
+        match self.read_at(user, id, location) {
+            Ok(blob) => Ok(blob),
+            Err(error) => match self.location(user, id)? {
+                Some(moved) if moved != location => self.read_at(user, id, moved),
+                _ => Err(error),
+            },
+        }
     }
 
     /// A stored blob's bytes, checked against the checksum taken when it arrived (or, for
     /// entries from before checksums, decoded and checked against its id).
-    fn read_located(
+    pub(crate) fn read_at(
         &self,
         user: &str,
         id: ChunkId,

@@ -183,6 +183,70 @@ impl Packs {
         Ok(bytes)
     }
 
+    /// Closes the pack the user's blobs are appended to: later appends start a new pack.
+    /// Returns that new pack's number (every pack below it is closed).
+    pub fn roll(&mut self, user: &str) -> Result<u32, StoreError> {
+        let dir = self.user_dir(user);
+        let last = match self.current.get(user) {
+            Some((pack, _)) => *pack,
+            None if dir.exists() => last_pack(&dir)?,
+            None => 0,
+        };
+        let next = last + 1;
+        // The new pack exists on disk at once, so nothing that reads the last pack from disk
+        // (after a failed append forgets the current one) appends to a closed pack.
+        fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
+        let path = pack_path(&dir, next);
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| StoreError::io("create", &path, e))?;
+        self.current.insert(user.to_owned(), (next, 0));
+        Ok(next)
+    }
+
+    /// A user's pack numbers with their sizes on disk.
+    pub fn sizes(&self, user: &str) -> Result<Vec<(u32, u64)>, StoreError> {
+        let dir = self.user_dir(user);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::io("list", &dir, e)),
+        };
+        let mut sizes: Vec<(u32, u64)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let n = e
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".pack")?
+                    .parse()
+                    .ok()?;
+                Some((n, e.metadata().ok()?.len()))
+            })
+            .collect();
+        sizes.sort_unstable();
+        Ok(sizes)
+    }
+
+    /// Removes one closed pack of a user (made durable in its directory).
+    pub fn remove_pack(&mut self, user: &str, pack: u32) -> Result<(), StoreError> {
+        let dir = self.user_dir(user);
+        let path = pack_path(&dir, pack);
+        if self.current.get(user).is_some_and(|(n, _)| *n == pack) {
+            self.current.remove(user);
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io("remove", &path, e)),
+        }
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| StoreError::io("sync", &dir, e))
+    }
+
     /// Total bytes of a user's packs on disk.
     pub fn disk_bytes(&self, user: &str) -> u64 {
         fs::read_dir(self.user_dir(user))
