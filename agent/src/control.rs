@@ -244,13 +244,14 @@ impl Control {
                     self.after_event(session, syncer);
                 }
                 None => {
-                    let full = self
-                        .status
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .relay_storage_full;
+                    let (full, quota_full) = {
+                        let status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+                        (status.relay_storage_full, status.quota_full)
+                    };
                     let message = if full {
                         AgentError::RelayFull.to_string()
+                    } else if quota_full {
+                        AgentError::QuotaFull.to_string()
                     } else {
                         "the daemon is offline (the relay is unreachable); \
                          it syncs when the relay returns"

@@ -142,14 +142,12 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
                 error @ (AgentError::Revoked | AgentError::AuthRefused(_) | AgentError::Tls { .. }),
             ) => return Err(error),
             Err(error) => {
-                if matches!(error, AgentError::RelayFull) {
-                    // Uploads wait for the relay's operator: no retry storm.
+                status.quota_full = matches!(error, AgentError::QuotaFull);
+                if matches!(error, AgentError::RelayFull | AgentError::QuotaFull) {
+                    // Uploads wait for the relay's operator or its collector: no retry storm.
                     backoff = backoff.max(RELAY_FULL_BACKOFF);
-                    status.relay_storage_full = true;
-                    tracing::warn!(
-                        ?backoff,
-                        "relay storage full: uploads wait, working offline meanwhile"
-                    );
+                    status.relay_storage_full = matches!(error, AgentError::RelayFull);
+                    tracing::warn!(?backoff, %error, "uploads wait, working offline meanwhile");
                 } else {
                     tracing::warn!(%error, ?backoff, "relay unreachable, working offline");
                 }
@@ -181,6 +179,7 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
         status.last_error = None;
         // The session's start uploaded everything pending.
         status.relay_storage_full = false;
+        status.quota_full = false;
         session.materialise(&mut syncer).await?;
         let mut rescan = tokio::time::interval(rescan_every);
         rescan.tick().await;
@@ -239,6 +238,7 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
             Err(error) => {
                 tracing::warn!(%error, "connection lost, reconnecting");
                 status.relay_storage_full = matches!(error, AgentError::RelayFull);
+                status.quota_full = matches!(error, AgentError::QuotaFull);
                 status.last_error = Some(error.to_string());
                 if syncer.doc.is_broken() {
                     drop(session);

@@ -74,6 +74,11 @@ pub enum AgentError {
     /// The relay's storage is full: it stores no new blobs for now.
     #[error("relay storage full: uploads wait until the relay has room again")]
     RelayFull,
+    /// The account's storage quota at the relay is full: new blobs wait.
+    #[error(
+        "storage quota full at the relay: uploads wait until old versions are collected or the quota is raised"
+    )]
+    QuotaFull,
     /// The relay answered a request with an error.
     #[error("the relay refused: {0}")]
     Refused(String),

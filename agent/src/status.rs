@@ -44,6 +44,13 @@ pub struct Status {
     /// Files this device has no room for on its disk (not downloaded, retried when there is).
     #[serde(default)]
     pub no_room: Vec<NoRoom>,
+
+    // Storage lifecycle (issue 17).
+    /// The relay refused this device's uploads because the account's quota is full: local
+    /// files are kept, uploads wait, and the device tries again with back-off (space freed by
+    /// the relay's garbage collection counts at once).
+    #[serde(default)]
+    pub quota_full: bool,
 }
 
 /// A file the folder's disk has no room for.

@@ -368,6 +368,10 @@ impl Link {
                     code: ErrorCode::StorageFull,
                     ..
                 } => return Err(AgentError::RelayFull),
+                ServerMessage::Error {
+                    code: ErrorCode::Quota,
+                    ..
+                } => return Err(AgentError::QuotaFull),
                 ServerMessage::Error { code, message } => {
                     return Err(AgentError::Refused(format!("{code:?}: {message}")));
                 }

@@ -25,6 +25,9 @@ pub struct Cli {
     /// Storage quota per account, in GiB (default 100).
     #[arg(long, global = true)]
     pub quota_gib: Option<u64>,
+    /// Storage quota per account, in MiB (overrides --quota-gib when given).
+    #[arg(long, global = true)]
+    pub quota_mib: Option<u64>,
     /// Free space, in MiB, the data directory's file system keeps: uploads that would take it
     /// below this are refused as "relay storage full" until there is room again (default 1024).
     #[arg(long, global = true)]

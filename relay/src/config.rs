@@ -55,6 +55,7 @@ struct FileSettings {
     listen: Option<SocketAddr>,
     data: Option<PathBuf>,
     quota_gib: Option<u64>,
+    quota_mib: Option<u64>,
     min_free_mib: Option<u64>,
     max_connections_per_account: Option<usize>,
     viewer: Option<PathBuf>,
@@ -129,10 +130,13 @@ impl Settings {
                 .max_connections_per_account
                 .or(file.max_connections_per_account)
                 .unwrap_or(defaults.max_connections_per_account),
-            quota_bytes: cli
-                .quota_gib
-                .or(file.quota_gib)
-                .map_or(defaults.quota_bytes, |gib| gib.saturating_mul(1 << 30)),
+            quota_bytes: match cli.quota_mib.or(file.quota_mib) {
+                Some(mib) => mib.saturating_mul(1 << 20),
+                None => cli
+                    .quota_gib
+                    .or(file.quota_gib)
+                    .map_or(defaults.quota_bytes, |gib| gib.saturating_mul(1 << 30)),
+            },
             min_free_bytes: cli
                 .min_free_mib
                 .or(file.min_free_mib)

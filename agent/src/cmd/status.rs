@@ -86,6 +86,11 @@ pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
     if status.relay_storage_full {
         println!("relay storage full: uploads wait until the relay has room (retrying)");
     }
+    if status.quota_full {
+        println!(
+            "storage quota full: uploads wait until old versions are collected or the quota is raised (retrying); local files are kept"
+        );
+    }
     if !status.no_room.is_empty() {
         println!("no room on this disk for:");
         for file in &status.no_room {

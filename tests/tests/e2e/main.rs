@@ -7,6 +7,7 @@ mod control;
 mod daemon;
 mod everyday;
 mod full_disk;
+mod lifecycle;
 mod randomized;
 mod relay_edge;
 mod relay_protocol;
