@@ -217,6 +217,7 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
                         }
                     }
                     Event::Rescan => {
+                        syncer.prune_trash()?;
                         let changed = syncer.scan(&HashSet::new())?;
                         session.scanned(&mut syncer, changed).await?;
                     }

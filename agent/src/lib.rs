@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod db;
 pub mod error;
 pub mod hasher;
+pub mod keep;
 pub mod logging;
 pub mod nofollow;
 pub mod partial;

@@ -4,12 +4,12 @@
 //! checked against its SHA-256 before it counts as held, and only the rest is fetched.
 //!
 //! Partial files nothing wants are removed: all of them once the folder has nothing left to
-//! download, and any older than [`MAX_AGE`] when the agent starts.
+//! download, and past the age and size limits of the folder's config (`partial_max_days`,
+//! `partial_max_mib`; see [`crate::keep`]).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use cloud3_engine::chunk::Manifest;
 use cloud3_engine::ids::{ChunkId, NodeId};
@@ -18,9 +18,6 @@ use rayon::prelude::*;
 
 use crate::error::AgentError;
 use crate::state::StateDir;
-
-/// A partial download untouched for this long is removed when the agent starts.
-pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Where the download of `content` for `node` is assembled.
 pub fn path(state: &StateDir, node: NodeId, content: &Content) -> PathBuf {
@@ -75,25 +72,15 @@ pub fn is_partial(state: &StateDir, path: &Path) -> bool {
     path.starts_with(state.partial_dir())
 }
 
-/// Removes partial downloads: every one, or (`older_than`) those untouched for that long.
-pub fn clean(state: &StateDir, older_than: Option<Duration>) -> Result<(), AgentError> {
+/// Removes every partial download (the folder has nothing left to download).
+pub fn clean(state: &StateDir) -> Result<(), AgentError> {
     let dir = state.partial_dir();
     std::fs::create_dir_all(&dir).map_err(|e| AgentError::io("create", &dir, e))?;
     let entries = std::fs::read_dir(&dir).map_err(|e| AgentError::io("list", &dir, e))?;
-    let now = SystemTime::now();
     for entry in entries.flatten() {
-        let stale = match older_than {
-            None => true,
-            Some(age) => entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|modified| now.duration_since(modified).unwrap_or_default() > age),
-        };
-        if stale {
-            let path = entry.path();
-            tracing::debug!(path = %path.display(), "removing a partial download");
-            let _ = std::fs::remove_file(&path);
-        }
+        let path = entry.path();
+        tracing::debug!(path = %path.display(), "removing a partial download");
+        let _ = std::fs::remove_file(&path);
     }
     Ok(())
 }

@@ -165,7 +165,7 @@ impl Session {
                 syncer.skipped_actions = false;
                 syncer.no_room.clear();
                 // Nothing left to download: no partial download is wanted any more.
-                return crate::partial::clean(&syncer.state, None);
+                return crate::partial::clean(&syncer.state);
             }
             tracing::debug!(actions = ?crate::logging::Head(&actions), "materialising");
             let applied = apply::apply(syncer, Some(&mut self.link), actions).await?;

@@ -43,6 +43,52 @@ pub struct Config {
     /// file system, at most 1 GiB (see `room`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_free_mib: Option<u64>,
+    /// Days `.cloud3/trash/` keeps a replaced or deleted file.
+    #[serde(default = "default_trash_max_days")]
+    pub trash_max_days: u64,
+    /// MiB `.cloud3/trash/` may hold: the oldest entries go first.
+    #[serde(default = "default_trash_max_mib")]
+    pub trash_max_mib: u64,
+    /// Days a partial download is kept to resume (untouched for this long, it goes).
+    #[serde(default = "default_partial_max_days")]
+    pub partial_max_days: u64,
+    /// MiB `.cloud3/partial/` may hold: the oldest go first.
+    #[serde(default = "default_partial_max_mib")]
+    pub partial_max_mib: u64,
+}
+
+pub(crate) fn default_trash_max_days() -> u64 {
+    30
+}
+
+pub(crate) fn default_trash_max_mib() -> u64 {
+    1024
+}
+
+pub(crate) fn default_partial_max_days() -> u64 {
+    7
+}
+
+pub(crate) fn default_partial_max_mib() -> u64 {
+    4096
+}
+
+impl Config {
+    /// What `.cloud3/trash/` may keep.
+    pub fn trash_limit(&self) -> crate::keep::Limit {
+        crate::keep::Limit {
+            max_age: std::time::Duration::from_secs(self.trash_max_days.saturating_mul(86_400)),
+            max_bytes: self.trash_max_mib.saturating_mul(1 << 20),
+        }
+    }
+
+    /// What `.cloud3/partial/` may keep.
+    pub fn partial_limit(&self) -> crate::keep::Limit {
+        crate::keep::Limit {
+            max_age: std::time::Duration::from_secs(self.partial_max_days.saturating_mul(86_400)),
+            max_bytes: self.partial_max_mib.saturating_mul(1 << 20),
+        }
+    }
 }
 
 fn default_folder() -> String {

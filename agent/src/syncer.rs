@@ -128,8 +128,7 @@ impl Syncer {
         // A device indexed before this flag existed has joined.
         let joined = db.meta(JOINED)?.is_some() || !index.is_empty();
         clean_dir(&state.tmp_dir())?;
-        crate::partial::clean(&state, Some(crate::partial::MAX_AGE))?;
-        Ok(Syncer {
+        let syncer = Syncer {
             root: root.to_owned(),
             state,
             config,
@@ -150,7 +149,32 @@ impl Syncer {
             no_room: Vec::new(),
             joined,
             db,
-        })
+        };
+        // Before any download: a partial file being written is never pruned.
+        syncer.prune(syncer.state.partial_dir(), syncer.config.partial_limit())?;
+        syncer.prune_trash()?;
+        Ok(syncer)
+    }
+
+    /// Prunes `.cloud3/trash/` to its limits (see [`crate::keep`]).
+    pub fn prune_trash(&self) -> Result<(), AgentError> {
+        self.prune(self.state.trash_dir(), self.config.trash_limit())
+    }
+
+    fn prune(&self, dir: PathBuf, limit: crate::keep::Limit) -> Result<(), AgentError> {
+        let now = SystemTime::now();
+        {
+            let pruned = crate::keep::prune(&dir, limit, now)?;
+            if pruned.entries > 0 {
+                tracing::info!(
+                    dir = %dir.display(),
+                    entries = pruned.entries,
+                    bytes = pruned.bytes,
+                    "pruned to the configured limits"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// This device's short id.

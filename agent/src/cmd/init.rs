@@ -111,6 +111,10 @@ fn enrol(
         debounce_ms: 30,
         min_free_mib: None,
         ca: pinned,
+        trash_max_days: crate::state::default_trash_max_days(),
+        trash_max_mib: crate::state::default_trash_max_mib(),
+        partial_max_days: crate::state::default_partial_max_days(),
+        partial_max_mib: crate::state::default_partial_max_mib(),
     })?;
     Ok(key.device_id().short().to_string())
 }
