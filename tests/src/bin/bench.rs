@@ -13,7 +13,9 @@
 //! bursts of same-size rewrites, W3 1-byte insert, W4 source tree
 //! upgrade, W5 100,000 files, I1 an idle daemon's CPU (and after every file is read). Relay
 //! workloads: R1 idle connections (1,000; `R1-10k` 10,000), R2 fan-out to 100 devices, R3 relay
-//! disk usage after 2 GiB. `--quick` shrinks every workload
+//! disk usage after 2 GiB, G1 garbage collection and compaction (1 % of a 100 MiB file
+//! rewritten 50 times and 10,000 small files deleted, the clock moved past the 30-day window,
+//! `cloud3-relay gc` while W2-style edits run). `--quick` shrinks every workload
 //! (a smoke run, not figures for BENCHMARKS.md).
 
 use std::path::{Path, PathBuf};
@@ -878,6 +880,151 @@ fn r3(root: &Path, gib: usize) -> Result<serde_json::Value> {
     }))
 }
 
+/// Compressed bytes of the distinct chunks of every file under `dir`.
+fn compressed_payload(dir: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut payload = 0u64;
+    for entry in cloud3_tests::snapshot(dir).values() {
+        if let cloud3_tests::Entry::File(data, _) = entry {
+            for range in cdc::cut(data) {
+                let raw = &data[range];
+                if seen.insert(ChunkId::of(raw)) {
+                    payload += compress(raw).bytes.len() as u64;
+                }
+            }
+        }
+    }
+    payload
+}
+
+/// One W2-style edit on `a` and its propagation latency to `b`, in milliseconds.
+fn edit_latency(a: &Device, b: &Device, tag: &str, i: usize) -> Result<f64> {
+    let content = format!("{tag} edit {i} at {:?}", Instant::now());
+    let path = format!("notes/{tag}-{i}.txt");
+    let started = Instant::now();
+    a.write(&path, &content);
+    wait_until(Duration::from_secs(30), "the edit on b", || {
+        b.read(&path).as_deref() == Some(content.as_bytes())
+    })?;
+    Ok(started.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// G1: the storage lifecycle. A 100 MiB file has 1 % of it rewritten 50 times (each synced) and
+/// 10,000 small files are made and deleted; the relay restarts with its clock 31 days on (past
+/// the 30-day window), W2 edits give a baseline, then `cloud3-relay gc` runs (through the
+/// running relay) while the edits go on. Reports the collection's time, the relay's pack bytes
+/// before and after against the live compressed data, and W2 p99 during collection and
+/// compaction against its baseline.
+fn g1(root: &Path, quick: bool) -> Result<serde_json::Value> {
+    let (mib, rewrites, small) = if quick {
+        (10, 5, 1_000)
+    } else {
+        (100, 50, 10_000)
+    };
+    let data = root.join("relay");
+    let flags = ["--gc-interval-secs", "0"];
+    let mut relay = Relay::start_with(&data, "127.0.0.1:0", &flags)?;
+    let invite = relay.add_user("bench")?;
+    let mut a = Device::init(&root.join("a"), &relay, "bench", "--invite", &invite, "a")?;
+    let code = a.pair(false)?;
+    let mut b = Device::init(&root.join("b"), &relay, "bench", "--pair", &code, "b")?;
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let mut big = mixed(&mut rng, mib << 20);
+    a.write("big.bin", &big);
+    for i in 0..small {
+        let len = rng.random_range(100..4000);
+        a.write(
+            &format!("small/{:02}/f{i}.txt", i % 100),
+            mixed(&mut rng, len),
+        );
+    }
+    sync(&a)?;
+    let region = big.len() / 100;
+    for _ in 0..rewrites {
+        let at = rng.random_range(0..big.len() - region);
+        rng.fill_bytes(&mut big[at..at + region]);
+        a.write("big.bin", &big);
+        sync(&a)?;
+    }
+    std::fs::remove_dir_all(a.dir.join("small"))?;
+    sync(&a)?;
+    let packs_before = disk_usage(&data.join("packs"))?;
+
+    // 31 days later.
+    let addr = relay.addr.clone();
+    relay.stop()?;
+    let skew = (31 * 86_400).to_string();
+    let flags = [
+        "--gc-interval-secs",
+        "0",
+        "--clock-skew-secs",
+        skew.as_str(),
+    ];
+    let relay = Relay::start_with(&data, &addr, &flags)?;
+    a.start_daemon()?;
+    b.start_daemon()?;
+    wait_until(Duration::from_secs(300), "b to hold big.bin", || {
+        b.read("big.bin").as_deref() == Some(big.as_slice())
+    })?;
+    let edits = if quick { 10 } else { 40 };
+    let mut baseline = Vec::new();
+    for i in 0..edits {
+        baseline.push(edit_latency(&a, &b, "baseline", i)?);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let started = Instant::now();
+    let mut gc = Command::new(binary("cloud3-relay"))
+        .args(["gc", "--data", path_str(&data)?])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("spawn cloud3-relay gc")?;
+    let mut during = Vec::new();
+    let mut i = 0;
+    let status = loop {
+        if let Some(status) = gc.try_wait()? {
+            break status;
+        }
+        during.push(edit_latency(&a, &b, "during", i)?);
+        i += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let gc_wall = started.elapsed().as_secs_f64();
+    let mut report = String::new();
+    std::io::Read::read_to_string(&mut gc.stdout.take().context("gc stdout")?, &mut report)?;
+    if !status.success() {
+        bail!("cloud3-relay gc failed: {status}");
+    }
+    a.stop_daemon()?;
+    b.stop_daemon()?;
+    let packs_after = disk_usage(&data.join("packs"))?;
+    let live = compressed_payload(&a.dir);
+    drop(relay);
+    let base = percentiles(&baseline);
+    let mut during_figures = if during.is_empty() {
+        json!(null)
+    } else {
+        percentiles(&during)
+    };
+    if let (Some(d), Some(b)) = (during_figures["p99_ms"].as_f64(), base["p99_ms"].as_f64()) {
+        during_figures["p99_vs_baseline"] = json!(round(d / b));
+    }
+    Ok(json!({
+        "workload": "G1 garbage collection and compaction",
+        "big_file_mib": mib,
+        "rewrites_of_1_percent": rewrites,
+        "small_files_deleted": small,
+        "relay_pack_bytes_before": packs_before,
+        "relay_pack_bytes_after": packs_after,
+        "live_compressed_bytes": live,
+        "ratio_after_vs_live": round(packs_after as f64 / live as f64),
+        "gc_wall_s": round(gc_wall),
+        "gc_report": report.lines().collect::<Vec<_>>(),
+        "w2_baseline": base,
+        "w2_during_gc": during_figures,
+        "w2_edits_during_gc": during.len(),
+    }))
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -889,7 +1036,7 @@ fn main() -> Result<()> {
     if chosen.is_empty() || chosen.contains(&"all") {
         chosen = vec![
             "W1", "W1-TLS", "W2", "W2-TLS", "W2b", "W3", "W4", "W5", "I1", "R1", "R1-10k", "R2",
-            "R3",
+            "R3", "G1",
         ];
     }
     for workload in chosen {
@@ -908,9 +1055,10 @@ fn main() -> Result<()> {
             "R1-10k" => r1(tmp.path(), 10_000),
             "R2" => r2(tmp.path()),
             "R3" => r3(tmp.path(), if quick { 1 } else { 2 }),
+            "G1" => g1(tmp.path(), quick),
             other => bail!(
-                "unknown workload {other}: W1..W5, W1-TLS, W2-TLS, W2b, I1, R1, R1-10k, R2, R3 \
-                 or all"
+                "unknown workload {other}: W1..W5, W1-TLS, W2-TLS, W2b, I1, R1, R1-10k, R2, R3, \
+                 G1 or all"
             ),
         }
         .with_context(|| format!("workload {workload}"))?;
