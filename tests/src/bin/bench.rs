@@ -15,7 +15,8 @@
 //! workloads: R1 idle connections (1,000; `R1-10k` 10,000), R2 fan-out to 100 devices, R3 relay
 //! disk usage after 2 GiB, G1 garbage collection and compaction (1 % of a 100 MiB file
 //! rewritten 50 times and 10,000 small files deleted, the clock moved past the 30-day window,
-//! `cloud3-relay gc` while W2-style edits run). `--quick` shrinks every workload
+//! `cloud3-relay gc` while W2-style edits run), D1 the folder document's growth over 100,000
+//! edits (engine only). `--quick` shrinks every workload
 //! (a smoke run, not figures for BENCHMARKS.md).
 
 use std::path::{Path, PathBuf};
@@ -1025,6 +1026,86 @@ fn g1(root: &Path, quick: bool) -> Result<serde_json::Value> {
     }))
 }
 
+/// D1: the folder document's size as one folder is edited 100,000 times (1,000 files, each
+/// edit a new content of one of them, committed on its own as a device's scan commits it),
+/// saved whole as the relay and devices store it; bytes per edit.
+fn d1(quick: bool) -> serde_json::Value {
+    let (files, edits) = if quick {
+        (100, 10_000)
+    } else {
+        (1_000, 100_000)
+    };
+    let author = ShortDeviceId([1; 8]);
+    let mut doc = FolderDoc::new(&[1; 16]);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let content = |rng: &mut ChaCha8Rng, at: i64| {
+        let mut raw = [0u8; 64];
+        rng.fill_bytes(&mut raw);
+        let id = ChunkId::of(&raw);
+        cloud3_engine::tree::Content {
+            size: 64,
+            mtime: WallTime(at),
+            written_at: WallTime(at),
+            author,
+            body: cloud3_engine::tree::ContentBody::Inline(cloud3_engine::chunk::Manifest {
+                entries: vec![cloud3_engine::chunk::ManifestEntry { id, len: 64 }],
+            }),
+        }
+    };
+    let nodes: Vec<NodeId> = (0..files)
+        .map(|n: u32| {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&n.to_be_bytes());
+            id[15] = 1;
+            NodeId(id)
+        })
+        .collect();
+    let start = 1_700_000_000_000i64;
+    for (n, node) in nodes.iter().enumerate() {
+        let body = content(&mut rng, start);
+        doc.create_node(
+            *node,
+            NodeId::ROOT,
+            &format!("file-{n}.txt"),
+            NodeKind::File,
+            0o644,
+            Some(body),
+            author,
+            WallTime(start),
+        )
+        .expect("create");
+    }
+    doc.commit(WallTime(start));
+    let created = doc.save().len();
+    let started = Instant::now();
+    let mut sizes = Vec::new();
+    for edit in 1..=edits {
+        let at = start + edit as i64 * 1000;
+        let node = nodes[rng.random_range(0..nodes.len())];
+        doc.set_content(node, content(&mut rng, at)).expect("edit");
+        doc.commit(WallTime(at));
+        if edit % (edits / 4) == 0 {
+            sizes.push(json!({"edits": edit, "saved_bytes": doc.save().len()}));
+        }
+    }
+    let edit_s = started.elapsed().as_secs_f64();
+    let saved = doc.save().len();
+    let loaded = Instant::now();
+    let _ = FolderDoc::load(&doc.save(), &[2; 16]).expect("load");
+    let load_s = loaded.elapsed().as_secs_f64();
+    json!({
+        "workload": "D1 folder document growth",
+        "files": files,
+        "edits": edits,
+        "saved_bytes_after_create": created,
+        "saved_bytes_after_edits": saved,
+        "bytes_per_edit": round((saved - created) as f64 / edits as f64),
+        "growth": sizes,
+        "edit_and_commit_s": round(edit_s),
+        "load_s": round(load_s),
+    })
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -1036,7 +1117,7 @@ fn main() -> Result<()> {
     if chosen.is_empty() || chosen.contains(&"all") {
         chosen = vec![
             "W1", "W1-TLS", "W2", "W2-TLS", "W2b", "W3", "W4", "W5", "I1", "R1", "R1-10k", "R2",
-            "R3", "G1",
+            "R3", "G1", "D1",
         ];
     }
     for workload in chosen {
@@ -1056,9 +1137,10 @@ fn main() -> Result<()> {
             "R2" => r2(tmp.path()),
             "R3" => r3(tmp.path(), if quick { 1 } else { 2 }),
             "G1" => g1(tmp.path(), quick),
+            "D1" => Ok(d1(quick)),
             other => bail!(
                 "unknown workload {other}: W1..W5, W1-TLS, W2-TLS, W2b, I1, R1, R1-10k, R2, R3, \
-                 G1 or all"
+                 G1, D1 or all"
             ),
         }
         .with_context(|| format!("workload {workload}"))?;
