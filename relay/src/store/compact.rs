@@ -49,7 +49,9 @@ impl Store {
         for (pack, size) in sizes.into_iter().filter(|(n, _)| *n < open_from) {
             let entries = live.remove(&pack).unwrap_or_default();
             let live_bytes: u64 = entries.iter().map(|(_, l)| u64::from(l.len)).sum();
-            if size == 0 || live_bytes as f64 >= below * size as f64 {
+            // A closed pack nothing lives in goes whatever its size (an empty one left by an
+            // earlier roll too); one live enough stays.
+            if !entries.is_empty() && live_bytes as f64 >= below * size as f64 {
                 continue;
             }
             let Some(moves) = self.copy_live(user, pack, &entries)? else {

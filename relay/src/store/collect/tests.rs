@@ -171,6 +171,16 @@ fn versions_inside_the_window_survive_and_older_ones_are_reclaimed() {
     store.collect(&settings).unwrap();
     assert!(served(&store, a.0) && served(&store, c.0));
     assert_eq!(store.pack_disk_bytes("u"), 2 * 100_000);
+    // Collections with nothing to do leave no trail of empty packs.
+    for _ in 0..3 {
+        store.collect(&settings).unwrap();
+    }
+    let user_dir = std::fs::read_dir(tmp.path().join("packs"))
+        .unwrap()
+        .next()
+        .unwrap();
+    let packs = std::fs::read_dir(user_dir.unwrap().path()).unwrap().count();
+    assert!(packs <= 2, "{packs} pack files");
     // Reopening finds nothing to finish and serves the same.
     drop(store);
     let store = Store::open(tmp.path()).unwrap();
