@@ -130,3 +130,107 @@ fn a_device_over_quota_keeps_its_files_and_syncs_once_gc_frees_space() -> Result
     laptop.stop_daemon()?;
     Ok(())
 }
+
+/// Three versions of a file; the relay restarts with its clock moved so that the first
+/// replacement is outside a one-day window and the second inside; after `cloud3-relay gc`, the
+/// version inside restores on a device that never held it, and the one outside is freed.
+#[test]
+fn a_version_inside_the_window_restores_after_gc_and_one_outside_is_freed() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("relay");
+    let flags = ["--gc-interval-secs", "0", "--retention-days", "1"];
+    let mut relay = Relay::start_with(&data, "127.0.0.1:0", &flags)?;
+    let code = relay.add_user("alice")?;
+    let laptop = Device::init(
+        &tmp.path().join("laptop"),
+        &relay,
+        "alice",
+        "--invite",
+        &code,
+        "laptop",
+    )?;
+    let code = laptop.pair(false)?;
+    let desktop = Device::init(
+        &tmp.path().join("desktop"),
+        &relay,
+        "alice",
+        "--pair",
+        &code,
+        "desktop",
+    )?;
+    let versions: Vec<Vec<u8>> = (0..3).map(|n| random_bytes(10 + n, 300_000)).collect();
+    let mut replaced_at = Vec::new();
+    for (n, bytes) in versions.iter().enumerate() {
+        if n > 0 {
+            // Change times are whole seconds, and the collection must come before the moving
+            // cutoff passes the second replacement: keep them 10 s apart.
+            std::thread::sleep(Duration::from_secs(10));
+            replaced_at.push(std::time::SystemTime::now());
+        }
+        laptop.write("doc.bin", bytes);
+        laptop.sync()?;
+    }
+    let packs = |dir: &std::path::Path| -> u64 { walk_bytes(&dir.join("packs")) };
+    let before = packs(&data);
+
+    // Move the relay's clock so that now minus one day falls between the two replacements
+    // (it then runs on with real time: the collection must come within about 4 s).
+    let addr = relay.addr.clone();
+    relay.stop()?;
+    let middle = replaced_at[0] + (replaced_at[1].duration_since(replaced_at[0])? / 2);
+    let skew = 86_400
+        - i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(middle)?
+                .as_secs(),
+        )?;
+    let skew = skew.to_string();
+    let flags = [
+        "--gc-interval-secs",
+        "0",
+        "--retention-days",
+        "1",
+        "--gc-grace-secs",
+        "60",
+        "--clock-skew-secs",
+        skew.as_str(),
+    ];
+    let relay = Relay::start_with(&data, &addr, &flags)?;
+    let report = relay_admin(&relay, &["gc"])?;
+    eprintln!("{report}");
+    ensure!(
+        !report.contains("freed 0 blobs"),
+        "the first version is freed: {report}"
+    );
+    let after = packs(&data);
+    ensure!(
+        after + 250_000 <= before,
+        "its space is reclaimed on disk: {before} -> {after} bytes"
+    );
+
+    // The desktop never held the second version: it comes from the relay.
+    desktop.sync()?;
+    ensure!(desktop.read("doc.bin").as_deref() == Some(versions[2].as_slice()));
+    let restored = desktop.command(&["restore", "doc.bin", "--version", "1"])?;
+    cloud3_tests::check(&restored, "cloud3 restore --version 1")?;
+    ensure!(
+        desktop.read("doc.bin").as_deref() == Some(versions[1].as_slice()),
+        "the version inside the window restores"
+    );
+    Ok(())
+}
+
+fn walk_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
