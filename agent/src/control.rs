@@ -86,8 +86,9 @@ pub enum Reply {
     Accepted,
     /// The live status and what is transferring now.
     Status {
-        /// Connection, pending work, online devices, last error.
-        status: Status,
+        /// Connection, pending work, devices, conflicts, last error (boxed: the largest
+        /// answer by far).
+        status: Box<Status>,
         /// Transfers in progress.
         transfers: Transfers,
     },
@@ -271,18 +272,15 @@ impl Control {
         Ok(())
     }
 
-    /// Takes a relay message a request waits for (the device list); gives any other back.
-    pub fn take(&mut self, message: ServerMessage) -> Option<ServerMessage> {
-        match message {
-            ServerMessage::Devices(devices) if !self.devices_waiting.is_empty() => {
-                for waiting in self.devices_waiting.drain(..) {
-                    let _ = waiting.send(Reply::Devices {
-                        devices: devices.clone(),
-                    });
-                }
-                None
+    /// Answers the requests waiting for a relay message (the device list). The message goes on
+    /// to the session too (the device list names the devices in `status`).
+    pub fn take(&mut self, message: &ServerMessage) {
+        if let ServerMessage::Devices(devices) = message {
+            for waiting in self.devices_waiting.drain(..) {
+                let _ = waiting.send(Reply::Devices {
+                    devices: devices.clone(),
+                });
             }
-            other => Some(other),
         }
     }
 
@@ -420,10 +418,16 @@ fn live_status(status: &Mutex<Status>, activity: &Activity) -> Reply {
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     let transfers = activity.snapshot();
-    // The download figures come from the transfer in progress (the status file has none).
-    status.pending_downloads = transfers.download_files;
-    status.pending_download_bytes = transfers.download_bytes;
-    Reply::Status { status, transfers }
+    // The download figures and the progress come from the transfers in progress (the status
+    // file has none).
+    status.pending.download_files = transfers.download_files;
+    status.pending.download_bytes = transfers.download_bytes;
+    status.pending.downloaded_bytes = transfers.downloaded_bytes;
+    status.pending.uploaded_bytes = transfers.uploaded_bytes;
+    Reply::Status {
+        status: Box::new(status),
+        transfers,
+    }
 }
 
 fn error_reply(error: &AgentError) -> Reply {

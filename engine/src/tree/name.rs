@@ -57,6 +57,33 @@ pub fn conflict_name(name: &str, device: &str, at: WallTime) -> String {
     format!("{}{suffix}{ext}", truncate(stem, room))
 }
 
+/// For a name [`conflict_name`] made, the name of the file it is a copy of (`None` for any
+/// other name). A stem or extension that `conflict_name` shortened stays shortened.
+pub fn conflict_original(name: &str) -> Option<String> {
+    const MARK: &str = " (conflict from ";
+    // The last mark: a copy of a copy keeps the first mark in its stem. `DEVICE YYYY-MM-DD
+    // HHMMSS` ends at the first `)` preceded by a date and a time and followed
+    // by nothing or an extension (a device name may hold `)` or spaces itself).
+    const STAMP: &[u8] = b" 0000-00-00 000000";
+    let start = name.rfind(MARK)?;
+    let rest = &name[start + MARK.len()..];
+    rest.match_indices(')').find_map(|(close, _)| {
+        let before = &rest.as_bytes()[..close];
+        let stamp = before.get(before.len().checked_sub(STAMP.len())?..)?;
+        let device = before.len() - STAMP.len();
+        let fits = stamp.iter().zip(STAMP).all(|(c, want)| {
+            if *want == b'0' {
+                c.is_ascii_digit()
+            } else {
+                c == want
+            }
+        });
+        let ext = &rest[close + 1..];
+        (fits && device > 0 && (ext.is_empty() || ext.starts_with('.')))
+            .then(|| format!("{}{ext}", &name[..start]))
+    })
+}
+
 /// The longest prefix of `text` of at most `max` bytes, cut on a character boundary.
 fn truncate(text: &str, max: usize) -> &str {
     if text.len() <= max {
@@ -124,6 +151,32 @@ mod tests {
         ];
         for (name, device, expected) in cases {
             assert_eq!(conflict_name(name, device, at), expected);
+        }
+    }
+
+    #[test]
+    fn a_conflict_copy_names_its_original() {
+        let at = WallTime(1_730_036_707_000);
+        for (name, device) in [
+            ("report.txt", "laptop"),
+            ("Makefile", "pc"),
+            (".bashrc", "pc"),
+            ("a.tar.gz", "pc"),
+            ("x", "evil/dev\0"),
+            ("notes (1).md", "my (old) pc"),
+            ("two (conflict from a 2024-10-27 134507).txt", "b"),
+        ] {
+            let copy = conflict_name(name, device, at);
+            assert_eq!(conflict_original(&copy).as_deref(), Some(name), "{copy}");
+        }
+        for name in [
+            "report.txt",
+            "x (conflict from ",
+            "x (conflict from 2024-10-27 134507)",
+            "x (conflict from pc 2024-10-27 13450).txt",
+            "x (conflict from pc 2024-10-27 134507)txt",
+        ] {
+            assert_eq!(conflict_original(name), None, "{name}");
         }
     }
 
