@@ -174,9 +174,6 @@ function closeFile() {
   $('file').hidden = true;
 }
 
-const KIND_ICONS = {
-  dir: '📁', link: '🔗', image: '🖼️', text: '📄', archive: '🗜️', audio: '🎵', video: '🎞️', pdf: '📕', other: '📦',
-};
 const KINDS = [
   ['image', /\.(png|jpe?g|gif|webp|svg|bmp|ico|heic|tiff?)$/i],
   ['archive', /\.(zip|tar|gz|tgz|bz2|xz|zst|7z|rar)$/i],
@@ -240,7 +237,7 @@ function render() {
     const icon = document.createElement('span');
     icon.className = 'icon';
     icon.setAttribute('aria-hidden', 'true');
-    icon.textContent = KIND_ICONS[row.dataset.kind];
+    icon.dataset.kind = row.dataset.kind; // style.css draws each kind's icon
     const a = document.createElement('a');
     a.href = hashOf(entry.path);
     a.textContent = entry.kind === 'dir' ? `${entry.name}/` : entry.name;

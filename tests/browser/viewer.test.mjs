@@ -161,7 +161,8 @@ try {
     await page.goto(`http://${addr}/#/${p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : ''}`);
     await row(p).waitFor({ timeout: 15000 });
     assert.equal(await row(p).getAttribute('data-kind'), kind, p);
-    assert.ok((await row(p).locator('.icon').textContent()).trim().length > 0, `an icon for ${p}`);
+    const icon = await row(p).locator('.icon').evaluate((e) => getComputedStyle(e).backgroundImage);
+    assert.match(icon, /^url\("data:image\/svg\+xml/, `an icon for ${p}`);
   }
 
   // Sort by name, size and date (folders first), and back.
