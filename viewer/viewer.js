@@ -35,8 +35,10 @@ function formatSize(n) {
   return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+
 function formatDate(ms) {
-  return ms ? new Date(ms).toLocaleString() : '';
+  return ms ? dateFormat.format(ms) : '';
 }
 
 function send(frames) {
@@ -221,19 +223,25 @@ function render() {
   parts.forEach((part, i) => {
     crumbs.append(' ', link(part, parts.slice(0, i + 1).join('/')), ' /');
   });
-  for (const th of $('tree').querySelectorAll('th[data-sort]')) {
-    if (th.dataset.sort === state.sort.key) th.setAttribute('aria-sort', state.sort.descending ? 'descending' : 'ascending');
-    else th.removeAttribute('aria-sort');
+  for (const header of $('tree').querySelectorAll('[data-sort]')) {
+    if (header.dataset.sort === state.sort.key) header.setAttribute('aria-sort', state.sort.descending ? 'descending' : 'ascending');
+    else header.removeAttribute('aria-sort');
   }
-  const body = $('tree').querySelector('tbody');
+  const body = $('rows');
   const entries = visibleEntries();
   const rows = document.createDocumentFragment();
   entries.forEach((entry, index) => {
-    const row = document.createElement('tr');
-    row.className = index === state.selected ? 'entry selected' : 'entry';
+    const row = document.createElement('div');
+    row.className = index === state.selected ? 'row entry selected' : 'row entry';
+    row.setAttribute('role', 'row');
     row.dataset.path = entry.path;
     row.dataset.kind = kindOf(entry);
-    const name = document.createElement('td');
+    const cell = () => {
+      const element = document.createElement('span');
+      element.setAttribute('role', 'cell');
+      return element;
+    };
+    const name = cell();
     const icon = document.createElement('span');
     icon.className = 'icon';
     icon.setAttribute('aria-hidden', 'true');
@@ -242,10 +250,10 @@ function render() {
     a.href = hashOf(entry.path);
     a.textContent = entry.kind === 'dir' ? `${entry.name}/` : entry.name;
     name.append(icon, a);
-    const size = document.createElement('td');
+    const size = cell();
     size.className = 'size';
     size.textContent = entry.kind === 'dir' ? '' : formatSize(entry.size);
-    const date = document.createElement('td');
+    const date = cell();
     date.className = 'date';
     date.textContent = formatDate(entry.mtime);
     row.append(name, size, date);
@@ -268,7 +276,7 @@ function render() {
 }
 
 function select(index) {
-  const rows = $('tree').querySelectorAll('tr.entry');
+  const rows = $('rows').children;
   if (rows.length === 0) return;
   const next = Math.max(0, Math.min(rows.length - 1, index));
   if (rows[state.selected]) {
@@ -294,7 +302,7 @@ document.addEventListener('keydown', (event) => {
     if (typing) event.target.blur();
     select(state.selected + (event.key === 'ArrowDown' ? 1 : -1));
   } else if (event.key === 'Enter' && !typing) {
-    const row = $('tree').querySelectorAll('tr.entry')[state.selected];
+    const row = $('rows').children[state.selected];
     if (row) {
       event.preventDefault();
       go(row.dataset.path);
@@ -305,9 +313,9 @@ document.addEventListener('keydown', (event) => {
   }
 });
 
-for (const th of document.querySelectorAll('#tree th[data-sort]')) {
-  th.querySelector('button').onclick = () => {
-    const key = th.dataset.sort;
+for (const header of document.querySelectorAll('#tree [data-sort]')) {
+  header.querySelector('button').onclick = () => {
+    const key = header.dataset.sort;
     state.sort = { key, descending: state.sort.key === key ? !state.sort.descending : false };
     state.selected = -1;
     render();
@@ -394,7 +402,7 @@ $('sign-out').onclick = () => {
   if (ws) ws.close();
   for (const key of KEYS) store.removeItem(key);
   Object.assign(state, { viewer: null, tree: [], open: null, cwd: '', selected: -1, revoked: false, enrolling: false });
-  $('tree').querySelector('tbody').replaceChildren();
+  $('rows').replaceChildren();
   $('user').value = '';
   $('code').value = '';
   if (location.hash) history.pushState(null, '', location.pathname);

@@ -111,7 +111,7 @@ try {
   assert.equal(await message(), '', 'the earlier error is gone');
 
   // The tree, folders that open, the text file's content.
-  const row = (p) => page.locator(`tr.entry[data-path="${p}"]`);
+  const row = (p) => page.locator(`.entry[data-path="${p}"]`);
   await row('docs').click();
   await row('docs/notes').click();
   await row('docs/notes/readme.txt').click();
@@ -168,18 +168,18 @@ try {
   // Sort by name, size and date (folders first), and back.
   await page.goto(`http://${addr}/#/sorting`);
   await row('sorting/a.txt').waitFor({ timeout: 15000 });
-  const names = () => page.$$eval('tr.entry', (rows) => rows.map((r) => r.dataset.path.split('/').pop()));
+  const names = () => page.$$eval('.entry', (rows) => rows.map((r) => r.dataset.path.split('/').pop()));
   assert.deepEqual(await names(), ['a.txt', 'b.txt', 'c.txt'], 'by name');
-  await page.click('th[data-sort=size] button');
+  await page.click('[data-sort=size] button');
   assert.deepEqual(await names(), ['a.txt', 'c.txt', 'b.txt'], 'by size');
-  await page.click('th[data-sort=size] button');
+  await page.click('[data-sort=size] button');
   assert.deepEqual(await names(), ['b.txt', 'c.txt', 'a.txt'], 'by size, largest first');
-  await page.click('th[data-sort=date] button');
+  await page.click('[data-sort=date] button');
   assert.deepEqual(await names(), ['b.txt', 'c.txt', 'a.txt'], 'by date, oldest first');
-  await page.click('th[data-sort=date] button');
+  await page.click('[data-sort=date] button');
   assert.deepEqual(await names(), ['a.txt', 'c.txt', 'b.txt'], 'by date, newest first');
-  assert.equal(await page.getAttribute('th[data-sort=date]', 'aria-sort'), 'descending');
-  await page.click('th[data-sort=name] button');
+  assert.equal(await page.getAttribute('[data-sort=date]', 'aria-sort'), 'descending');
+  await page.click('[data-sort=name] button');
 
   // The filter box.
   await page.fill('#filter', 'B.T');
@@ -195,12 +195,12 @@ try {
   await page.locator('body').focus();
   await page.keyboard.press('ArrowDown');
   await page.keyboard.press('ArrowDown');
-  assert.equal(await page.getAttribute('tr.entry.selected', 'data-path'), 'docs');
+  assert.equal(await page.getAttribute('.entry.selected', 'data-path'), 'docs');
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => location.hash === '#/docs', null, { timeout: 5000 });
   await page.keyboard.press('ArrowDown');
   await page.keyboard.press('ArrowDown');
-  assert.equal(await page.getAttribute('tr.entry.selected', 'data-path'), 'docs/notes');
+  assert.equal(await page.getAttribute('.entry.selected', 'data-path'), 'docs/notes');
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => location.hash === '#/docs/notes', null, { timeout: 5000 });
   await page.keyboard.press('ArrowDown');
@@ -237,7 +237,7 @@ try {
   for (let round = 0; round < 3; round += 1) {
     await page.goto('about:blank');
     await page.goto(`http://${addr}/#/big`);
-    await page.waitForFunction((n) => document.querySelectorAll('tr.entry').length === n, FILES, { timeout: 60000, polling: 'raf' });
+    await page.waitForFunction((n) => document.querySelectorAll('.entry').length === n, FILES, { timeout: 60000, polling: 'raf' });
     paints.push(await page.evaluate(() => Math.round(performance.now())));
   }
   await shot('big-folder.png', false);
