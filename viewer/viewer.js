@@ -13,6 +13,8 @@ const state = {
   sort: { key: 'name', descending: false },
   selected: -1,
   treeDirty: false,
+  // Bumped by each render, so batches of rows from an older one stop.
+  rendering: 0,
 };
 const KEYS = ['cloud3.secret', 'cloud3.enrolled', 'cloud3.user'];
 const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
@@ -209,28 +211,14 @@ function visibleEntries() {
     .sort(compare);
 }
 
-function render() {
-  const crumbs = $('breadcrumbs');
-  crumbs.replaceChildren();
-  const parts = state.cwd ? state.cwd.split('/') : [];
-  const link = (label, path) => {
-    const a = document.createElement('a');
-    a.textContent = label;
-    a.href = hashOf(path);
-    return a;
-  };
-  crumbs.append(link('/', ''));
-  parts.forEach((part, i) => {
-    crumbs.append(' ', link(part, parts.slice(0, i + 1).join('/')), ' /');
-  });
-  for (const header of $('tree').querySelectorAll('[data-sort]')) {
-    if (header.dataset.sort === state.sort.key) header.setAttribute('aria-sort', state.sort.descending ? 'descending' : 'ascending');
-    else header.removeAttribute('aria-sort');
-  }
-  const body = $('rows');
-  const entries = visibleEntries();
+const FIRST_ROWS = 200;
+const ROW_BATCH = 2000;
+
+// Rows for entries[from..to] of the current listing.
+function rowsFor(entries, from, to) {
   const rows = document.createDocumentFragment();
-  entries.forEach((entry, index) => {
+  entries.slice(from, to).forEach((entry, offset) => {
+    const index = from + offset;
     const row = document.createElement('div');
     row.className = index === state.selected ? 'row entry selected' : 'row entry';
     row.setAttribute('role', 'row');
@@ -263,7 +251,40 @@ function render() {
     };
     rows.append(row);
   });
-  body.replaceChildren(rows);
+  return rows;
+}
+
+function render() {
+  const crumbs = $('breadcrumbs');
+  crumbs.replaceChildren();
+  const parts = state.cwd ? state.cwd.split('/') : [];
+  const link = (label, path) => {
+    const a = document.createElement('a');
+    a.textContent = label;
+    a.href = hashOf(path);
+    return a;
+  };
+  crumbs.append(link('/', ''));
+  parts.forEach((part, i) => {
+    crumbs.append(' ', link(part, parts.slice(0, i + 1).join('/')), ' /');
+  });
+  for (const header of $('tree').querySelectorAll('[data-sort]')) {
+    if (header.dataset.sort === state.sort.key) header.setAttribute('aria-sort', state.sort.descending ? 'descending' : 'ascending');
+    else header.removeAttribute('aria-sort');
+  }
+  const entries = visibleEntries();
+  // The first screenful at once, the rest in batches after it is on screen: a folder of
+  // 10,000 entries shows at once and fills in (a newer render stops an older one's batches).
+  state.rendering += 1;
+  const generation = state.rendering;
+  const body = $('rows');
+  body.replaceChildren(rowsFor(entries, 0, FIRST_ROWS));
+  const more = (from) => {
+    if (generation !== state.rendering || from >= entries.length) return;
+    body.append(rowsFor(entries, from, from + ROW_BATCH));
+    setTimeout(() => more(from + ROW_BATCH), 0);
+  };
+  setTimeout(() => more(FIRST_ROWS), 0);
   const inFolder = state.tree.reduce((n, e) => n + (e.parent === state.cwd ? 1 : 0), 0);
   $('count').textContent = entries.length === inFolder
     ? `${inFolder} ${inFolder === 1 ? 'entry' : 'entries'}`

@@ -233,17 +233,24 @@ try {
   run('cloud3', ['sync', '--dir', folder]);
   await page.click('#breadcrumbs a:first-child');
   await row('big').waitFor({ timeout: 60000 });
+  // First paint: the folder's complete count and its first rows on screen; then every row in
+  // the page (the rest are added in batches after the first screenful).
   const paints = [];
+  const filled = [];
   for (let round = 0; round < 3; round += 1) {
     await page.goto('about:blank');
     await page.goto(`http://${addr}/#/big`);
-    await page.waitForFunction((n) => document.querySelectorAll('.entry').length === n, FILES, { timeout: 60000, polling: 'raf' });
+    await page.waitForFunction((n) => document.getElementById('count').textContent === `${n} entries`
+      && document.querySelector('.entry[data-path="big/file-00000.txt"]'), FILES, { timeout: 60000, polling: 'raf' });
     paints.push(await page.evaluate(() => Math.round(performance.now())));
+    await page.waitForFunction((n) => document.querySelectorAll('.entry').length === n, FILES, { timeout: 60000, polling: 'raf' });
+    filled.push(await page.evaluate(() => Math.round(performance.now())));
   }
   await shot('big-folder.png', false);
-  const median = [...paints].sort((a, b) => a - b)[1];
-  console.log(`first paint of a ${FILES}-file folder: ${paints.join(', ')} ms (median ${median} ms); wasm ${wasmBytes} bytes`);
-  assert.ok(median < 10000, `a 10,000-file folder took ${median} ms to show (budget 2 s; this bound only catches a breakage)`);
+  const median = (list) => [...list].sort((a, b) => a - b)[1];
+  console.log(`first paint of a ${FILES}-file folder: ${paints.join(', ')} ms (median ${median(paints)} ms); `
+    + `all rows in the page: ${filled.join(', ')} ms; wasm ${wasmBytes} bytes`);
+  assert.ok(median(paints) < 10000, `a 10,000-file folder took ${median(paints)} ms to show (budget 2 s; this bound only catches a breakage)`);
 
   // Sign-out forgets the browser's key: a reload asks for a code again.
   await page.click('#sign-out');
