@@ -38,6 +38,11 @@ pub struct Config {
     /// system's roots, relative to `.cloud3/` (set by `cloud3 init --ca`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
+    /// MiB the folder's file system keeps free: a download that would take it below this is
+    /// not started (the file is reported in `status` until there is room). Unset: 1 % of the
+    /// file system, at most 1 GiB (see `room`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_free_mib: Option<u64>,
 }
 
 fn default_folder() -> String {

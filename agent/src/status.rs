@@ -38,6 +38,15 @@ pub struct Status {
     /// Conflict copies in the folder, each with the file it is a copy of.
     #[serde(default)]
     pub conflicts: Vec<ConflictCopy>,
+
+    // Full disks (issue 20).
+    /// The relay refused this device's uploads because its storage is full: they wait, and
+    /// the device tries again with back-off.
+    #[serde(default)]
+    pub relay_storage_full: bool,
+    /// Files this device has no room for on its disk (not downloaded, retried when there is).
+    #[serde(default)]
+    pub no_room: Vec<NoRoom>,
 }
 
 /// When changes last went each way, Unix ms (`None`: never, as far as this device recorded).
@@ -89,6 +98,17 @@ pub struct ConflictCopy {
     pub copy: String,
     /// The file it was copied beside.
     pub original: String,
+}
+
+/// A file the folder's disk has no room for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoRoom {
+    /// The file's path in the folder.
+    pub path: String,
+    /// Its size.
+    pub size: u64,
+    /// Free space it lacks (beyond the reserve `min_free_mib` keeps).
+    pub short_by: u64,
 }
 
 impl Status {
@@ -273,7 +293,7 @@ mod tests {
                 + r#""download_files":0,"download_bytes":0,"downloaded_bytes":0},"#
                 + r#""devices":[{"id":"X","name":"desk","online":null,"last_seen":3}],"#
                 + r#""conflicts":[{"copy":"a (conflict from b 2024-10-27 134507).txt","#
-                + r#""original":"a.txt"}]}"#
+                + r#""original":"a.txt"}],"relay_storage_full":false,"no_room":[]}"#
         );
     }
 

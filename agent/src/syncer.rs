@@ -97,6 +97,10 @@ pub struct Syncer {
     /// does not scan: a folder that already holds files (a copy made before the device joined)
     /// is scanned against the relay's document, so what it shares with it is not duplicated.
     pub joined: bool,
+    /// Files the last materialise had no room for on the folder's disk (see `room`): planned
+    /// again by every scan, so they land once there is room, and forgotten once the document
+    /// no longer wants them.
+    pub no_room: Vec<crate::status::NoRoom>,
     db: LocalDb,
 }
 
@@ -143,6 +147,7 @@ impl Syncer {
             hold: HashSet::new(),
             unsettled: HashSet::new(),
             skipped_actions: false,
+            no_room: Vec::new(),
             joined,
             db,
         })

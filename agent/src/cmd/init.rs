@@ -109,6 +109,7 @@ fn enrol(
         folder: cloud3_engine::ids::FolderId::DEFAULT.to_owned(),
         rescan_interval_ms: 60_000,
         debounce_ms: 30,
+        min_free_mib: None,
         ca: pinned,
     })?;
     Ok(key.device_id().short().to_string())

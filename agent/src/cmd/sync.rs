@@ -25,6 +25,12 @@ pub(crate) fn run(dir: &Path) -> Result<(), AgentError> {
     if !status.conflicts.is_empty() {
         println!("{} conflict copies in the folder", status.conflicts.len());
     }
+    for file in &status.no_room {
+        eprintln!(
+            "no room on this disk for {} ({} bytes): needs {} more bytes free",
+            file.path, file.size, file.short_by
+        );
+    }
     println!("in sync");
     Ok(())
 }
