@@ -54,6 +54,9 @@ pub async fn apply(
     mut link: Option<&mut Link>,
     actions: Vec<FileAction>,
 ) -> Result<Applied, AgentError> {
+    // Nothing is written into a folder that is no longer this device's (an unmounted disk's
+    // mount point would fill the wrong disk).
+    syncer.check_root()?;
     let mut applied = Applied::default();
     let mut writes = Vec::new();
     // Directories made are indexed together, one commit per run of up to `DIR_BATCH` rather

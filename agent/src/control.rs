@@ -76,6 +76,8 @@ pub enum Request {
     Devices,
     /// Scan now, and answer once the relay holds exactly this device's document.
     Sync,
+    /// Send the deletions the mass-delete guard holds back.
+    ConfirmDeletes,
 }
 
 /// What the daemon answers.
@@ -109,6 +111,14 @@ pub enum Reply {
     },
     /// The folder and the relay agree.
     Synced,
+    /// The held deletions are in the document. `synced`: sent to the relay too; else the
+    /// daemon is offline and sends them when the relay returns.
+    DeletesConfirmed {
+        /// How many deletions were recorded.
+        count: usize,
+        /// Whether the relay has them.
+        synced: bool,
+    },
     /// The request failed.
     Error {
         /// Why.
@@ -251,6 +261,37 @@ impl Control {
                     });
                 }
             },
+            Request::ConfirmDeletes => {
+                syncer.confirm_deletes = true;
+                let changed = match syncer.scan(&Default::default()) {
+                    Ok(changed) => changed,
+                    Err(error) => {
+                        let _ = reply.send(error_reply(&error));
+                        return Err(error);
+                    }
+                };
+                let count = syncer.last_scan_deletes;
+                tracing::info!(count, "deletions confirmed on request");
+                match session {
+                    Some(session) => {
+                        let sent = session.scanned(syncer, changed).await;
+                        let _ = reply.send(match &sent {
+                            Ok(()) => Reply::DeletesConfirmed {
+                                count,
+                                synced: true,
+                            },
+                            Err(error) => error_reply(error),
+                        });
+                        sent?;
+                    }
+                    None => {
+                        let _ = reply.send(Reply::DeletesConfirmed {
+                            count,
+                            synced: false,
+                        });
+                    }
+                }
+            }
             Request::Devices => match session {
                 Some(session) => {
                     if let Err(error) = session.link.send(&ClientMessage::ListDevices).await {

@@ -135,7 +135,10 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
         let mut session = match session {
             Ok(session) => session,
             Err(
-                error @ (AgentError::Revoked | AgentError::AuthRefused(_) | AgentError::Tls { .. }),
+                error @ (AgentError::Revoked
+                | AgentError::AuthRefused(_)
+                | AgentError::Tls { .. }
+                | AgentError::FolderGone { .. }),
             ) => return Err(error),
             Err(error) => {
                 tracing::warn!(%error, ?backoff, "relay unreachable, working offline");
@@ -219,7 +222,11 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
                 status_file.save(&status, &syncer.state)?;
                 return Ok(());
             }
-            Err(error @ (AgentError::Revoked | AgentError::AuthRefused(_))) => return Err(error),
+            Err(
+                error @ (AgentError::Revoked
+                | AgentError::AuthRefused(_)
+                | AgentError::FolderGone { .. }),
+            ) => return Err(error),
             Err(error) => {
                 tracing::warn!(%error, "connection lost, reconnecting");
                 status.last_error = Some(error.to_string());
@@ -244,6 +251,13 @@ async fn recover(syncer: &mut Syncer) -> Result<(), AgentError> {
 
 fn fill_status(syncer: &mut Syncer, status: &mut Status) {
     status.waiting_to_join = !syncer.joined;
+    status.paused_deletes = syncer.paused_deletes.len();
+    status.paused_delete_paths = syncer
+        .paused_deletes
+        .iter()
+        .take(crate::status::PAUSED_EXAMPLES)
+        .cloned()
+        .collect();
     status.pending_uploads = syncer.pending.len();
     status.pending_upload_bytes = syncer
         .pending

@@ -35,7 +35,19 @@ pub struct Status {
     /// record local changes yet (it joins on its first complete exchange with the relay).
     #[serde(default)]
     pub waiting_to_join: bool,
+
+    // Safety rails: deletions held back and names this device cannot hold.
+    /// Deletions the mass-delete guard holds back until `cloud3 confirm-deletes` (or until the
+    /// files are put back).
+    #[serde(default)]
+    pub paused_deletes: usize,
+    /// The first of them (at most [`PAUSED_EXAMPLES`]), folder-relative.
+    #[serde(default)]
+    pub paused_delete_paths: Vec<String>,
 }
+
+/// How many held deletions `status` names.
+pub const PAUSED_EXAMPLES: usize = 20;
 
 /// `status.json` as the daemon keeps it: written only when what it says changed, so an idle
 /// daemon writes nothing.

@@ -31,6 +31,10 @@ const RACY_NS: i128 = 2_000_000_000;
 /// Metadata key set once this device has joined the folder's document.
 const JOINED: &str = "joined";
 
+/// Metadata key: `[1]` while the mass-delete guard holds deletions back (see
+/// [`cloud3_engine::guard`]), so a restart keeps holding them.
+const DELETES_PAUSED: &str = "deletes_paused";
+
 /// A blob this device must upload before the document changes that reference it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BlobSource {
@@ -97,6 +101,20 @@ pub struct Syncer {
     /// does not scan: a folder that already holds files (a copy made before the device joined)
     /// is scanned against the relay's document, so what it shares with it is not duplicated.
     pub joined: bool,
+    /// Paths whose deletion the mass-delete guard holds back (from the last scan): their index
+    /// entries stay, so nothing is deleted elsewhere and nothing is written back here.
+    pub paused_deletes: Vec<String>,
+    /// Whether the guard holds deletions back (persisted: a restart keeps holding them, and
+    /// while paused every deletion waits).
+    deletes_paused: bool,
+    /// The user confirmed the held deletions (`cloud3 confirm-deletes`): the next scan sends
+    /// them.
+    pub confirm_deletes: bool,
+    /// Deletions the last scan recorded in the document.
+    pub last_scan_deletes: usize,
+    /// The root as it was when the folder was opened (device and inode): another directory
+    /// there (a disk not mounted, a folder replaced) stops syncing.
+    root_identity: (u64, u64),
     db: LocalDb,
 }
 
@@ -123,6 +141,8 @@ impl Syncer {
         let pending = db.load_pending()?;
         // A device indexed before this flag existed has joined.
         let joined = db.meta(JOINED)?.is_some() || !index.is_empty();
+        let deletes_paused = db.meta(DELETES_PAUSED)?.is_some_and(|v| v == [1]);
+        let root_identity = identity(root)?;
         clean_dir(&state.tmp_dir())?;
         crate::partial::clean(&state, Some(crate::partial::MAX_AGE))?;
         Ok(Syncer {
@@ -144,8 +164,45 @@ impl Syncer {
             unsettled: HashSet::new(),
             skipped_actions: false,
             joined,
+            deletes_paused,
+            paused_deletes: Vec::new(),
+            confirm_deletes: false,
+            last_scan_deletes: 0,
+            root_identity,
             db,
         })
+    }
+
+    /// Refuses to go on with a folder that is no longer the one this device synced: its root
+    /// gone, another directory in its place (an unmounted disk's empty mount point), or its
+    /// marker `.cloud3/` (config and key) missing. Scanning such a folder would delete
+    /// everything elsewhere; materialising into it would fill the wrong disk.
+    pub fn check_root(&self) -> Result<(), AgentError> {
+        let gone = |reason: String| AgentError::FolderGone {
+            root: self.root.clone(),
+            reason,
+        };
+        match identity(&self.root) {
+            Ok(now) if now == self.root_identity => {}
+            Ok(_) => {
+                return Err(gone(
+                    "another directory is in its place (device or inode changed)".into(),
+                ));
+            }
+            Err(_) => return Err(gone("the folder is gone".into())),
+        }
+        if !self.state.exists() {
+            return Err(gone(format!(
+                "its marker {} (config and device key) is missing",
+                self.state.root().display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether the mass-delete guard holds deletions back.
+    pub fn deletes_paused(&self) -> bool {
+        self.deletes_paused
     }
 
     /// This device's short id.
@@ -194,6 +251,7 @@ impl Syncer {
             tracing::debug!("not scanning before the folder's document arrives");
             return Ok(false);
         }
+        self.check_root()?;
         // Derived first: deriving a large document needs several times the memory of its
         // result, which is better spent before the walk and the scan's own maps exist.
         let remote = self.remote();
@@ -289,7 +347,38 @@ impl Syncer {
             device_name: &device_name,
             now: wall_now(),
         };
-        let result = scanner.scan(&disk, &known, &remote, random_node_id);
+        let mut result = scanner.scan(&disk, &known, &remote, random_node_id);
+        let was_paused = self.deletes_paused();
+        let held: HashSet<NodeId> = self
+            .config
+            .delete_guard()
+            .apply(&mut result, known.len(), was_paused, self.confirm_deletes)
+            .into_iter()
+            .collect();
+        if self.confirm_deletes {
+            tracing::info!("sending the deletions the user confirmed");
+        }
+        self.confirm_deletes = false;
+        self.last_scan_deletes = result
+            .ops
+            .iter()
+            .filter(|op| matches!(op, DocOp::Delete { .. }))
+            .count();
+        let held_paths: HashSet<&str> = known
+            .iter()
+            .filter(|(_, k)| held.contains(&k.node))
+            .map(|(path, _)| path.as_str())
+            .collect();
+        if !held.is_empty() && !was_paused {
+            tracing::warn!(
+                deletions = held.len(),
+                "holding back a mass deletion: `cloud3 confirm-deletes` sends it, putting the \
+                 files back cancels it"
+            );
+        }
+        self.paused_deletes = held_paths.iter().map(|p| (*p).to_owned()).collect();
+        self.paused_deletes.sort();
+        self.deletes_paused = !held.is_empty();
         if !result.ops.is_empty() {
             tracing::debug!(ops = ?crate::logging::Head(&result.ops), "scan found changes");
         }
@@ -370,9 +459,19 @@ impl Syncer {
             }
         }
         for path in self.index.keys() {
-            if !result.nodes.contains_key(path) && !found.contains_key(path) {
+            // A held deletion keeps its entry: the document still has the node, and the index
+            // says the disk does too, so materialising neither deletes nor rewrites it.
+            if !result.nodes.contains_key(path)
+                && !found.contains_key(path)
+                && !held_paths.contains(path.as_str())
+            {
                 batch.remove.push(path.clone());
             }
+        }
+        if was_paused != self.deletes_paused() {
+            batch
+                .meta
+                .push((DELETES_PAUSED, vec![u8::from(self.deletes_paused())]));
         }
         let changed = !result.ops.is_empty();
         // Committing saves the document (the whole of it when the log is folded): the walk, the
@@ -733,6 +832,13 @@ pub fn now_ns() -> i128 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0)
+}
+
+/// A directory's device and inode.
+fn identity(path: &Path) -> Result<(u64, u64), AgentError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| AgentError::io("stat", path, e))?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// Removes leftovers of an interrupted run (temp files, staging) and recreates the directory.

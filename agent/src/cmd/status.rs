@@ -83,10 +83,30 @@ pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
             println!("  {path}");
         }
     }
+    print_safety(&status);
     if let Some(error) = &status.last_error {
         println!("last error: {error}");
     }
     Ok(())
+}
+
+/// The safety rails' section: deletions held back.
+fn print_safety(status: &Status) {
+    if status.paused_deletes > 0 {
+        println!(
+            "deletions paused: {} entries vanished from this folder at once; nothing was deleted \
+             elsewhere. `cloud3 confirm-deletes` sends the deletions, putting the files back \
+             cancels them:",
+            status.paused_deletes
+        );
+        for path in &status.paused_delete_paths {
+            println!("  {path}");
+        }
+        let more = status.paused_deletes - status.paused_delete_paths.len();
+        if more > 0 {
+            println!("  and {more} more");
+        }
+    }
 }
 
 fn print_transfers(transfers: &Transfers) {
