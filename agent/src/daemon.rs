@@ -258,6 +258,7 @@ fn fill_status(syncer: &mut Syncer, status: &mut Status) {
         .take(crate::status::PAUSED_EXAMPLES)
         .cloned()
         .collect();
+    status.name_clashes = syncer.name_notes.clone();
     status.pending_uploads = syncer.pending.len();
     status.pending_upload_bytes = syncer
         .pending

@@ -44,6 +44,11 @@ pub struct Status {
     /// The first of them (at most [`PAUSED_EXAMPLES`]), folder-relative.
     #[serde(default)]
     pub paused_delete_paths: Vec<String>,
+    /// Entries whose names another device cannot hold (case or normalisation twins, names
+    /// Windows refuses), and entries this device keeps under a name of its own because its
+    /// file system cannot hold both twins: `PATH: why`.
+    #[serde(default)]
+    pub name_clashes: Vec<String>,
 }
 
 /// How many held deletions `status` names.

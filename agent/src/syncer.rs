@@ -15,7 +15,7 @@ use cloud3_engine::materialise::{self, FileAction};
 use cloud3_engine::scan::{DiskEntry, DocOp, Known, RemoteEntry, Scanner};
 use cloud3_engine::session::PeerSync;
 use cloud3_engine::time::WallTime;
-use cloud3_engine::tree::{Content, ContentBody, FolderDoc, NodeKind};
+use cloud3_engine::tree::{Content, ContentBody, DiskNames, FolderDoc, NodeKind};
 use cloud3_engine::wire::limits::MAX_OPS_PER_CHANGE;
 
 use crate::db::{Batch, IndexEntry, LocalDb};
@@ -115,6 +115,11 @@ pub struct Syncer {
     /// The root as it was when the folder was opened (device and inode): another directory
     /// there (a disk not mounted, a folder replaced) stops syncing.
     root_identity: (u64, u64),
+    /// How this folder's file system compares names (probed once when the folder is opened).
+    pub disk_names: DiskNames,
+    /// Entries whose names another device cannot hold, or that this device holds under a
+    /// name of its own (`PATH: why`), from the last derived tree.
+    pub name_notes: Vec<String>,
     db: LocalDb,
 }
 
@@ -143,6 +148,13 @@ impl Syncer {
         let joined = db.meta(JOINED)?.is_some() || !index.is_empty();
         let deletes_paused = db.meta(DELETES_PAUSED)?.is_some_and(|v| v == [1]);
         let root_identity = identity(root)?;
+        let disk_names = probe_names(&state)?;
+        if disk_names == DiskNames::CaseInsensitive {
+            tracing::info!(
+                "this folder's file system does not tell names differing only in case apart: \
+                 such names are kept as \"(case clash N)\" copies here"
+            );
+        }
         clean_dir(&state.tmp_dir())?;
         crate::partial::clean(&state, Some(crate::partial::MAX_AGE))?;
         Ok(Syncer {
@@ -169,6 +181,8 @@ impl Syncer {
             confirm_deletes: false,
             last_scan_deletes: 0,
             root_identity,
+            disk_names,
+            name_notes: Vec::new(),
             db,
         })
     }
@@ -224,12 +238,17 @@ impl Syncer {
         }
         // A stale tree is not kept alive while the new one is derived.
         self.remote_cache = None;
-        let tree = self.doc.derive();
+        let tree = self.doc.derive_for(self.disk_names);
         for warning in tree.warnings() {
             if self.warned.insert(warning.clone()) {
                 tracing::warn!("{warning}");
             }
         }
+        self.name_notes = tree
+            .name_notes()
+            .iter()
+            .map(|note| format!("{}: {}", note.path, note.problem))
+            .collect();
         let remote = Arc::new(tree.into_remote_entries());
         self.remote_cache = heads.map(|heads| (heads, remote.clone()));
         remote
@@ -832,6 +851,26 @@ pub fn now_ns() -> i128 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0)
+}
+
+/// Name of the probe file in `.cloud3/` whose other-case name tells whether the folder's file
+/// system compares names without case.
+const CASE_PROBE: &str = "case-probe-A";
+
+/// Whether the file system holding `state` tells names differing only in case apart: a probe
+/// file is made in `.cloud3/` (created inside the folder, so it shares the folder's settings,
+/// as an ext4 directory with casefold passes them on) and its lower-case name looked up.
+fn probe_names(state: &StateDir) -> Result<DiskNames, AgentError> {
+    let probe = state.root().join(CASE_PROBE);
+    std::fs::write(&probe, b"").map_err(|e| AgentError::io("write", &probe, e))?;
+    let other = state.root().join(CASE_PROBE.to_lowercase());
+    let insensitive = std::fs::symlink_metadata(&other).is_ok();
+    std::fs::remove_file(&probe).map_err(|e| AgentError::io("remove", &probe, e))?;
+    Ok(if insensitive {
+        DiskNames::CaseInsensitive
+    } else {
+        DiskNames::Exact
+    })
 }
 
 /// A directory's device and inode.

@@ -90,7 +90,7 @@ pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// The safety rails' section: deletions held back.
+/// The safety rails' section: deletions held back, names that clash.
 fn print_safety(status: &Status) {
     if status.paused_deletes > 0 {
         println!(
@@ -105,6 +105,12 @@ fn print_safety(status: &Status) {
         let more = status.paused_deletes - status.paused_delete_paths.len();
         if more > 0 {
             println!("  and {more} more");
+        }
+    }
+    if !status.name_clashes.is_empty() {
+        println!("names another device cannot hold as they are:");
+        for note in &status.name_clashes {
+            println!("  {note}");
         }
     }
 }

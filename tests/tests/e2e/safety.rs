@@ -25,6 +25,15 @@ fn status(device: &Device) -> Result<serde_json::Value> {
     serde_json::from_slice(&output.stdout).context("status JSON")
 }
 
+/// Waits until the daemon of `device` answers on its socket, connected to the relay.
+fn wait_connected(device: &Device) -> Result<()> {
+    wait_until(SETTLE, "the daemon to answer, connected", || {
+        std::thread::sleep(Duration::from_millis(100));
+        status(device).is_ok_and(|s| s["source"] == "daemon" && s["connected"] == true)
+    })?;
+    Ok(())
+}
+
 fn paused(device: &Device) -> Result<u64> {
     status(device)?["paused_deletes"]
         .as_u64()
@@ -180,6 +189,9 @@ fn restoring_the_files_cancels_held_deletions_and_confirming_works_with_the_daem
     for device in &mut devices {
         device.start_daemon()?;
     }
+    for device in &devices {
+        wait_connected(device)?;
+    }
     let (a, b) = (&devices[0], &devices[1]);
     let wait_paused = |what: &str, check: &dyn Fn(u64) -> bool| {
         wait_until(SETTLE, what, || {
@@ -227,10 +239,7 @@ fn a_folder_replaced_by_an_empty_directory_stops_syncing_instead_of_deleting() -
     // A quick safety-net rescan, so the daemon looks at its root soon after it is swapped.
     set_config(&devices[0], "rescan_interval_ms", "1000")?;
     devices[0].start_daemon()?;
-    wait_until(SETTLE, "A's daemon to answer", || {
-        std::thread::sleep(Duration::from_millis(100));
-        status(&devices[0]).is_ok_and(|s| s["source"] == "daemon" && s["connected"] == true)
-    })?;
+    wait_connected(&devices[0])?;
 
     // What an unmounted disk looks like from the daemon: the folder's path now names an
     // empty directory (the mount point), with none of the state the database describes.
