@@ -270,3 +270,138 @@ fn a_folder_replaced_by_an_empty_directory_stops_syncing_instead_of_deleting() -
     assert_eq!(devices[1].tree(), full);
     Ok(())
 }
+
+/// A loop-mounted ext4 image with casefold, unmounted (and its mount point removed) on drop.
+struct CasefoldMount {
+    mount_point: std::path::PathBuf,
+}
+
+impl CasefoldMount {
+    /// Makes and mounts the image under `dir`; `Err` says why it cannot (no permission, a
+    /// kernel without casefold) so the test can skip with that reason.
+    fn make(dir: &Path) -> std::result::Result<CasefoldMount, String> {
+        let image = dir.join("casefold.img");
+        let mount_point = dir.join("casefold");
+        let run = |program: &str, args: &[&std::ffi::OsStr]| -> std::result::Result<(), String> {
+            let output = std::process::Command::new(program)
+                .args(args)
+                .output()
+                .map_err(|e| format!("cannot run {program}: {e}"))?;
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{program} failed: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ))
+            }
+        };
+        std::fs::File::create(&image)
+            .and_then(|file| file.set_len(64 << 20))
+            .map_err(|e| format!("cannot make the image: {e}"))?;
+        run(
+            "mkfs.ext4",
+            &["-q".as_ref(), "-O".as_ref(), "casefold".as_ref(), image.as_os_str()],
+        )?;
+        std::fs::create_dir(&mount_point).map_err(|e| e.to_string())?;
+        run(
+            "mount",
+            &["-o".as_ref(), "loop".as_ref(), image.as_os_str(), mount_point.as_os_str()],
+        )?;
+        let mount = CasefoldMount { mount_point };
+        // The mount's root holds lost+found: the folder is a fresh casefold directory.
+        let folder = mount.folder();
+        std::fs::create_dir(&folder).map_err(|e| e.to_string())?;
+        run("chattr", &["+F".as_ref(), folder.as_os_str()])?;
+        Ok(mount)
+    }
+
+    fn folder(&self) -> std::path::PathBuf {
+        self.mount_point.join("folder")
+    }
+}
+
+impl Drop for CasefoldMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.mount_point)
+            .status();
+        let _ = std::fs::remove_dir(&self.mount_point);
+    }
+}
+
+#[test]
+fn names_differing_only_in_case_both_survive_on_a_case_insensitive_device() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let mount = match CasefoldMount::make(tmp.path()) {
+        Ok(mount) => mount,
+        Err(why) => {
+            eprintln!("SKIPPED: no case-insensitive ext4 directory can be made here: {why}");
+            return Ok(());
+        }
+    };
+    // The test proves the directory is case-insensitive before relying on it.
+    std::fs::write(mount.folder().join("Probe"), b"")?;
+    assert!(
+        mount.folder().join("PROBE").exists(),
+        "the casefold directory tells case apart"
+    );
+    std::fs::remove_file(mount.folder().join("Probe"))?;
+
+    let (relay, devices) = setup(tmp.path(), 1)?;
+    let a = &devices[0];
+    a.write("Readme.md", "lower\n");
+    a.write("README.md", "upper\n");
+    a.write("docs/Notes.txt", "notes\n");
+    a.sync()?;
+    let on_a = a.tree();
+    let code = a.pair(false)?;
+    let c = Device::init(&mount.folder(), &relay, "alice", "--pair", &code, "insensitive")?;
+    c.sync()?;
+    let on_c = c.tree();
+    let contents: Vec<&[u8]> = on_c
+        .values()
+        .filter_map(|entry| match entry {
+            Entry::File(bytes, _) => Some(bytes.as_slice()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        contents.contains(&&b"lower\n"[..]) && contents.contains(&&b"upper\n"[..]),
+        "both files survive on the case-insensitive device: {on_c:?}"
+    );
+    assert_eq!(on_c.len(), on_a.len(), "one entry each: {on_c:?}");
+    assert!(
+        on_c.keys().any(|path| path.contains("(case clash 2)")),
+        "the second is kept under a clash name: {on_c:?}"
+    );
+    let clashes = status(&c)?["name_clashes"].to_string();
+    assert!(clashes.contains("case clash"), "status lists it: {clashes}");
+    // Syncing back changes nothing: no rename or new file reaches the other device.
+    c.sync()?;
+    c.sync()?;
+    a.sync()?;
+    assert_eq!(a.tree(), on_a, "the case-sensitive device is unchanged");
+    assert_eq!(c.tree(), on_c, "the case-insensitive device is unchanged");
+    // An edit of the clash copy reaches the original name elsewhere.
+    let clash_path = on_c
+        .keys()
+        .find(|path| path.contains("(case clash 2)"))
+        .cloned()
+        .context("clash copy")?;
+    std::fs::write(c.dir.join(&clash_path), "edited on c\n")?;
+    c.sync()?;
+    a.sync()?;
+    let edited: Vec<String> = a
+        .tree()
+        .into_iter()
+        .filter(|(_, entry)| *entry == Entry::File(b"edited on c\n".to_vec(), false))
+        .map(|(path, _)| path)
+        .collect();
+    assert_eq!(edited.len(), 1, "one file edited on A: {edited:?}");
+    assert!(
+        edited[0] == "Readme.md" || edited[0] == "README.md",
+        "under its own name: {edited:?}"
+    );
+    Ok(())
+}
