@@ -146,7 +146,11 @@ mod tests {
         );
         let mut few = ScanResult::default();
         few.ops.push(DocOp::Delete { id: id(1) });
-        assert!(DeleteGuard::default().apply(&mut few, 100, false, false).is_empty());
+        assert!(
+            DeleteGuard::default()
+                .apply(&mut few, 100, false, false)
+                .is_empty()
+        );
         assert_eq!(few.ops.len(), 1, "one deletion goes through");
     }
 

@@ -14,9 +14,7 @@ pub use content::{Content, ContentBody, ContentError};
 pub use derive::{DerivedNode, DerivedTree, DiskNames, NameNote};
 pub use document::{FolderDoc, NodeRecord};
 pub use history::Version;
-pub use name::{
-    NameError, clash_name, conflict_name, fold_key, portability_issue, validate_name,
-};
+pub use name::{NameError, clash_name, conflict_name, fold_key, portability_issue, validate_name};
 pub use refs::BlobRefs;
 
 use crate::ids::{ChunkId, NodeId, ShortDeviceId};

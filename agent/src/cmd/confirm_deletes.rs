@@ -23,9 +23,8 @@ pub(crate) fn run(dir: &Path) -> Result<(), AgentError> {
         None => {}
     }
     let count = {
-        let mut syncer =
-            Syncer::open(&folder.root, folder.config.clone(), folder.key.device_id())
-                .map_err(|error| held_elsewhere(error, &folder.state))?;
+        let mut syncer = Syncer::open(&folder.root, folder.config.clone(), folder.key.device_id())
+            .map_err(|error| held_elsewhere(error, &folder.state))?;
         syncer.confirm_deletes = true;
         syncer.scan(&Default::default())?;
         syncer.last_scan_deletes
@@ -48,8 +47,8 @@ fn print_outcome(count: usize, synced: bool) {
     match (count, synced) {
         (0, _) => println!("no deletions were waiting"),
         (count, true) => println!("sent {count} deletions; other devices apply them as they sync"),
-        (count, false) => println!(
-            "recorded {count} deletions; they are sent when the relay is reachable"
-        ),
+        (count, false) => {
+            println!("recorded {count} deletions; they are sent when the relay is reachable")
+        }
     }
 }

@@ -594,7 +594,11 @@ fn a_case_insensitive_device_keeps_both_of_two_names_differing_in_case() {
         folded.path_of(id(8)),
         Some("cafe\u{301} (case clash 2).txt")
     );
-    let noted: Vec<&str> = folded.name_notes().iter().map(|n| n.path.as_str()).collect();
+    let noted: Vec<&str> = folded
+        .name_notes()
+        .iter()
+        .map(|n| n.path.as_str())
+        .collect();
     assert!(noted.contains(&"Readme (case clash 2).md"), "{noted:?}");
     // The same on every derivation: no paths move between runs.
     assert_eq!(

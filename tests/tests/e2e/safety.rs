@@ -4,7 +4,7 @@
 //! mount point) stops syncing instead of deleting.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -158,7 +158,10 @@ fn an_emptied_folder_deletes_nothing_elsewhere_until_confirmed() -> Result<()> {
     );
 
     let said = run(a, &["confirm-deletes"])?;
-    assert!(said.contains("sent"), "confirm-deletes says what it did: {said}");
+    assert!(
+        said.contains("sent"),
+        "confirm-deletes says what it did: {said}"
+    );
     assert_eq!(paused(a)?, 0, "nothing paused after confirming");
     b.sync()?;
     let left: Vec<String> = b
@@ -178,8 +181,7 @@ fn an_emptied_folder_deletes_nothing_elsewhere_until_confirmed() -> Result<()> {
 }
 
 #[test]
-fn restoring_the_files_cancels_held_deletions_and_confirming_works_with_the_daemon() -> Result<()>
-{
+fn restoring_the_files_cancels_held_deletions_and_confirming_works_with_the_daemon() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let (_relay, mut devices) = setup(tmp.path(), 2)?;
     fill(&devices[0]);
@@ -218,7 +220,10 @@ fn restoring_the_files_cancels_held_deletions_and_confirming_works_with_the_daem
         n >= FILES as u64
     })?;
     let said = run(a, &["confirm-deletes"])?;
-    assert!(said.contains("sent"), "confirm-deletes says what it did: {said}");
+    assert!(
+        said.contains("sent"),
+        "confirm-deletes says what it did: {said}"
+    );
     wait_until(SETTLE, "B to apply the confirmed deletions", || {
         std::thread::sleep(Duration::from_millis(100));
         b.tree().is_empty()
@@ -271,72 +276,161 @@ fn a_folder_replaced_by_an_empty_directory_stops_syncing_instead_of_deleting() -
     Ok(())
 }
 
-/// A loop-mounted ext4 image with casefold, unmounted (and its mount point removed) on drop.
-struct CasefoldMount {
-    mount_point: std::path::PathBuf,
+/// A case-insensitive directory made for the test: an ext4 image with casefold, loop-mounted,
+/// or, on a kernel without casefold, `tests/casefs/casefs.py` (a case-insensitive FUSE
+/// passthrough) over a temporary directory. Unmounted (and the FUSE process ended) on drop.
+struct CaseInsensitiveDir {
+    mount_point: PathBuf,
+    fuse: Option<std::process::Child>,
 }
 
-impl CasefoldMount {
-    /// Makes and mounts the image under `dir`; `Err` says why it cannot (no permission, a
-    /// kernel without casefold) so the test can skip with that reason.
-    fn make(dir: &Path) -> std::result::Result<CasefoldMount, String> {
+impl CaseInsensitiveDir {
+    /// Makes one under `dir`; `Err` says why neither way works here (no permission to mount,
+    /// no FUSE) so the test can skip with that reason.
+    fn make(dir: &Path) -> std::result::Result<CaseInsensitiveDir, String> {
+        let ext4 = match CaseInsensitiveDir::ext4(dir) {
+            Ok(made) => return Ok(made),
+            Err(why) => why,
+        };
+        CaseInsensitiveDir::fuse(dir)
+            .map_err(|fuse| format!("ext4 casefold: {ext4}; FUSE casefs: {fuse}"))
+    }
+
+    fn ext4(dir: &Path) -> std::result::Result<CaseInsensitiveDir, String> {
         let image = dir.join("casefold.img");
         let mount_point = dir.join("casefold");
-        let run = |program: &str, args: &[&std::ffi::OsStr]| -> std::result::Result<(), String> {
-            let output = std::process::Command::new(program)
-                .args(args)
-                .output()
-                .map_err(|e| format!("cannot run {program}: {e}"))?;
-            if output.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{program} failed: {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                ))
-            }
-        };
         std::fs::File::create(&image)
             .and_then(|file| file.set_len(64 << 20))
             .map_err(|e| format!("cannot make the image: {e}"))?;
-        run(
+        let result = run_tool(
             "mkfs.ext4",
-            &["-q".as_ref(), "-O".as_ref(), "casefold".as_ref(), image.as_os_str()],
-        )?;
-        std::fs::create_dir(&mount_point).map_err(|e| e.to_string())?;
-        run(
-            "mount",
-            &["-o".as_ref(), "loop".as_ref(), image.as_os_str(), mount_point.as_os_str()],
-        )?;
-        let mount = CasefoldMount { mount_point };
+            &[
+                "-q".as_ref(),
+                "-O".as_ref(),
+                "casefold".as_ref(),
+                image.as_os_str(),
+            ],
+        )
+        .and_then(|()| std::fs::create_dir(&mount_point).map_err(|e| e.to_string()))
+        .and_then(|()| {
+            run_tool(
+                "mount",
+                &[
+                    "-o".as_ref(),
+                    "loop".as_ref(),
+                    image.as_os_str(),
+                    mount_point.as_os_str(),
+                ],
+            )
+        });
+        // A mounted image stays open through its loop device.
+        let _ = std::fs::remove_file(&image);
+        result?;
+        let made = CaseInsensitiveDir {
+            mount_point,
+            fuse: None,
+        };
         // The mount's root holds lost+found: the folder is a fresh casefold directory.
-        let folder = mount.folder();
+        let folder = made.folder();
         std::fs::create_dir(&folder).map_err(|e| e.to_string())?;
-        run("chattr", &["+F".as_ref(), folder.as_os_str()])?;
-        Ok(mount)
+        run_tool("chattr", &["+F".as_ref(), folder.as_os_str()])?;
+        Ok(made)
     }
 
-    fn folder(&self) -> std::path::PathBuf {
+    fn fuse(dir: &Path) -> std::result::Result<CaseInsensitiveDir, String> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("casefs/casefs.py");
+        let backing = dir.join("casefs-backing");
+        let mount_point = dir.join("casefs");
+        for made in [&backing, &mount_point] {
+            std::fs::create_dir(made).map_err(|e| e.to_string())?;
+        }
+        let child = std::process::Command::new("/usr/bin/python3")
+            .arg(&script)
+            .args([&backing, &mount_point])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", script.display()))?;
+        let mut made = CaseInsensitiveDir {
+            mount_point,
+            fuse: Some(child),
+        };
+        let mounted = wait_until(Duration::from_secs(20), "the FUSE mount", || {
+            std::thread::sleep(Duration::from_millis(50));
+            let exited = made
+                .fuse
+                .as_mut()
+                .is_none_or(|child| child.try_wait().ok().flatten().is_some());
+            exited || is_mount_point(&made.mount_point)
+        });
+        if mounted.is_err() || !is_mount_point(&made.mount_point) {
+            let mut stderr = String::new();
+            if let Some(mut child) = made.fuse.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+                }
+            }
+            return Err(format!("the mount did not appear: {}", stderr.trim()));
+        }
+        std::fs::create_dir(made.folder()).map_err(|e| e.to_string())?;
+        Ok(made)
+    }
+
+    fn folder(&self) -> PathBuf {
         self.mount_point.join("folder")
     }
 }
 
-impl Drop for CasefoldMount {
+impl Drop for CaseInsensitiveDir {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount")
             .arg(&self.mount_point)
             .status();
+        if let Some(mut child) = self.fuse.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = std::fs::remove_dir(&self.mount_point);
+    }
+}
+
+/// Whether `path` is a mount point: its device differs from its parent's.
+fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(own), Some(Ok(parent))) = (
+        std::fs::metadata(path),
+        path.parent().map(std::fs::metadata),
+    ) else {
+        return false;
+    };
+    own.dev() != parent.dev()
+}
+
+/// Runs a system tool; `Err` carries its complaint.
+fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> std::result::Result<(), String> {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
     }
 }
 
 #[test]
 fn names_differing_only_in_case_both_survive_on_a_case_insensitive_device() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let mount = match CasefoldMount::make(tmp.path()) {
+    let mount = match CaseInsensitiveDir::make(tmp.path()) {
         Ok(mount) => mount,
         Err(why) => {
-            eprintln!("SKIPPED: no case-insensitive ext4 directory can be made here: {why}");
+            eprintln!("SKIPPED: no case-insensitive directory can be made here: {why}");
             return Ok(());
         }
     };
@@ -344,7 +438,7 @@ fn names_differing_only_in_case_both_survive_on_a_case_insensitive_device() -> R
     std::fs::write(mount.folder().join("Probe"), b"")?;
     assert!(
         mount.folder().join("PROBE").exists(),
-        "the casefold directory tells case apart"
+        "the directory made for the test is case-insensitive"
     );
     std::fs::remove_file(mount.folder().join("Probe"))?;
 
@@ -356,7 +450,14 @@ fn names_differing_only_in_case_both_survive_on_a_case_insensitive_device() -> R
     a.sync()?;
     let on_a = a.tree();
     let code = a.pair(false)?;
-    let c = Device::init(&mount.folder(), &relay, "alice", "--pair", &code, "insensitive")?;
+    let c = Device::init(
+        &mount.folder(),
+        &relay,
+        "alice",
+        "--pair",
+        &code,
+        "insensitive",
+    )?;
     c.sync()?;
     let on_c = c.tree();
     let contents: Vec<&[u8]> = on_c
