@@ -242,6 +242,14 @@ mod tests {
         .unwrap();
         let config = state.load_config().unwrap();
         assert_eq!(config.folder, "default");
+        assert_eq!(
+            config.delete_guard(),
+            DeleteGuard {
+                min_files: 50,
+                min_percent: 25
+            },
+            "a config from before the guard gets its defaults"
+        );
         state.save_config(&config).unwrap();
         assert_eq!(state.load_config().unwrap(), config);
     }

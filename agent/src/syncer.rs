@@ -908,6 +908,17 @@ mod tests {
     }
 
     #[test]
+    fn the_case_probe_tells_a_case_sensitive_folder_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::of(dir.path());
+        state.create().unwrap();
+        let before = std::fs::read_dir(state.root()).unwrap().count();
+        assert_eq!(probe_names(&state).unwrap(), DiskNames::Exact);
+        let after = std::fs::read_dir(state.root()).unwrap().count();
+        assert_eq!(before, after, "the probe file is removed");
+    }
+
+    #[test]
     fn an_unchanged_entry_is_rewritten_only_while_racy() {
         let now = 100 * RACY_NS;
         let settled_entry = entry(10, 20 * RACY_NS);

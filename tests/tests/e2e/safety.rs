@@ -506,3 +506,113 @@ fn names_differing_only_in_case_both_survive_on_a_case_insensitive_device() -> R
     );
     Ok(())
 }
+
+/// A loop-mounted ext4 image, lazily unmounted on drop if still mounted.
+struct LoopMount {
+    image: PathBuf,
+    mount_point: PathBuf,
+}
+
+impl LoopMount {
+    fn make(dir: &Path) -> std::result::Result<LoopMount, String> {
+        let made = LoopMount {
+            image: dir.join("disk.img"),
+            mount_point: dir.join("disk"),
+        };
+        std::fs::File::create(&made.image)
+            .and_then(|file| file.set_len(64 << 20))
+            .map_err(|e| format!("cannot make the image: {e}"))?;
+        run_tool("mkfs.ext4", &["-q".as_ref(), made.image.as_os_str()])?;
+        std::fs::create_dir(&made.mount_point).map_err(|e| e.to_string())?;
+        made.mount()?;
+        // A fresh file system's root holds lost+found: not part of the user's files.
+        std::fs::remove_dir(made.mount_point.join("lost+found")).map_err(|e| e.to_string())?;
+        Ok(made)
+    }
+
+    fn mount(&self) -> std::result::Result<(), String> {
+        run_tool(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                self.image.as_os_str(),
+                self.mount_point.as_os_str(),
+            ],
+        )
+    }
+
+    /// Unmounts at once even while files are open (as a disk pulled out or a mount that
+    /// failed at boot leaves the empty mount point behind).
+    fn unmount(&self) -> std::result::Result<(), String> {
+        run_tool("umount", &["-l".as_ref(), self.mount_point.as_os_str()])
+    }
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        if is_mount_point(&self.mount_point) {
+            let _ = self.unmount();
+        }
+    }
+}
+
+#[test]
+fn a_folder_on_a_disk_unmounted_under_the_daemon_stops_syncing() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let disk = match LoopMount::make(tmp.path()) {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!("SKIPPED: cannot loop-mount an ext4 image here: {why}");
+            return Ok(());
+        }
+    };
+    let relay = cloud3_tests::Relay::start(&tmp.path().join("relay"))?;
+    let invite = relay.add_user("alice")?;
+    // The folder is the mount point itself, as for a data disk mounted at /mnt/sync.
+    let mut a = Device::init(&disk.mount_point, &relay, "alice", "--invite", &invite, "a")?;
+    let code = a.pair(false)?;
+    let b = Device::init(&tmp.path().join("b"), &relay, "alice", "--pair", &code, "b")?;
+    for idx in 0..200 {
+        a.write(&format!("photos/{idx:03}.jpg"), format!("photo {idx}\n"));
+    }
+    a.sync()?;
+    b.sync()?;
+    let full = b.tree();
+    assert_eq!(full.len(), 201, "B holds A's files");
+    set_config(&a, "rescan_interval_ms", "1000")?;
+    a.start_daemon()?;
+    wait_connected(&a)?;
+
+    disk.unmount().map_err(anyhow::Error::msg)?;
+    let exit = a.wait_daemon_exit(SETTLE)?;
+    assert!(!exit.success(), "the daemon stops with an error: {exit}");
+    let log = a.daemon_log();
+    assert!(
+        log.contains("stopped syncing") && log.contains("is its disk mounted"),
+        "the daemon says why it stopped: {log}"
+    );
+    b.sync()?;
+    assert_eq!(b.tree(), full, "B deleted nothing");
+    let left: Vec<_> = std::fs::read_dir(&disk.mount_point)?.collect();
+    assert!(
+        left.is_empty(),
+        "nothing was written onto the mount point: {left:?}"
+    );
+    let said = a.command(&["status"])?;
+    assert!(
+        !said.status.success(),
+        "status on the empty mount point finds no folder"
+    );
+
+    // Mounted again: syncing resumes where it stopped, nothing lost on either side.
+    disk.mount().map_err(anyhow::Error::msg)?;
+    a.start_daemon()?;
+    wait_connected(&a)?;
+    a.stop_daemon()?;
+    a.sync()?;
+    b.sync()?;
+    assert_eq!(a.tree(), full);
+    assert_eq!(b.tree(), full);
+    Ok(())
+}
