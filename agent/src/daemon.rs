@@ -258,7 +258,13 @@ fn fill_status(syncer: &mut Syncer, status: &mut Status) {
         .take(crate::status::PAUSED_EXAMPLES)
         .cloned()
         .collect();
-    status.name_clashes = syncer.name_notes.clone();
+    status.name_clashes_total = syncer.name_notes.len();
+    status.name_clashes = syncer
+        .name_notes
+        .iter()
+        .take(crate::status::NAME_EXAMPLES)
+        .cloned()
+        .collect();
     status.pending_uploads = syncer.pending.len();
     status.pending_upload_bytes = syncer
         .pending

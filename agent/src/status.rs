@@ -46,10 +46,16 @@ pub struct Status {
     pub paused_delete_paths: Vec<String>,
     /// Entries whose names another device cannot hold (case or normalisation twins, names
     /// Windows refuses), and entries this device keeps under a name of its own because its
-    /// file system cannot hold both twins: `PATH: why`.
+    /// file system cannot hold both twins: `PATH: why` (at most [`NAME_EXAMPLES`]).
     #[serde(default)]
     pub name_clashes: Vec<String>,
+    /// How many such entries there are in all.
+    #[serde(default)]
+    pub name_clashes_total: usize,
 }
+
+/// How many entries with names another device cannot hold `status` names.
+pub const NAME_EXAMPLES: usize = 100;
 
 /// How many held deletions `status` names.
 pub const PAUSED_EXAMPLES: usize = 20;

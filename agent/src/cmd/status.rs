@@ -112,6 +112,12 @@ fn print_safety(status: &Status) {
         for note in &status.name_clashes {
             println!("  {note}");
         }
+        let more = status
+            .name_clashes_total
+            .saturating_sub(status.name_clashes.len());
+        if more > 0 {
+            println!("  and {more} more");
+        }
     }
 }
 

@@ -265,26 +265,24 @@ impl DerivedTree {
                 .collect();
             // Real nodes before conflict copies, then by id.
             visible.sort_by_key(|w| (w.node.conflict_of.is_some(), w.node.id));
-            // Names as this device's file system compares them; `exact` as written.
-            let key = |name: &str| -> String {
-                match disk {
-                    DiskNames::Exact => name.to_owned(),
-                    DiskNames::CaseInsensitive => fold_key(name).into_owned(),
-                }
-            };
-            let mut taken: HashSet<String> = HashSet::new();
+            // Names placed so far as written, and their fold keys: a name is taken when
+            // either holds it, the fold keys counting only where the file system compares
+            // names without case. On any device they also report the names another device
+            // could not hold side by side.
             let mut exact: HashSet<String> = HashSet::new();
-            // Fold keys of the names placed so far, to report names another device cannot
-            // hold side by side (this one can: it tells them apart).
             let mut folded: HashSet<String> = HashSet::new();
+            let fold_taken = |folded: &HashSet<String>, name: &str| {
+                disk == DiskNames::CaseInsensitive && folded.contains(fold_key(name).as_ref())
+            };
             let mut losers = Vec::new();
             let mut clashes = Vec::new();
             for w in visible {
-                if !exact.insert(w.node.name.clone()) {
+                if exact.contains(&w.node.name) {
                     losers.push(w);
-                } else if !taken.insert(key(&w.node.name)) {
+                } else if fold_taken(&folded, &w.node.name) {
                     clashes.push(w);
                 } else {
+                    exact.insert(w.node.name.clone());
                     tree.note_portability(&w.node.name, &dir_path, &mut folded);
                     tree.insert(w.node, &dir_path, &mut stack);
                 }
@@ -293,11 +291,10 @@ impl DerivedTree {
                 let base = conflict_name(&w.node.name, &names(w.author), w.time);
                 let mut name = base.clone();
                 let mut counter = 2;
-                while taken.contains(&key(&name)) || exact.contains(&name) {
+                while exact.contains(&name) || fold_taken(&folded, &name) {
                     name = numbered(&base, counter);
                     counter += 1;
                 }
-                taken.insert(key(&name));
                 exact.insert(name.clone());
                 let mut node = w.node;
                 node.name = name;
@@ -310,12 +307,12 @@ impl DerivedTree {
                 let original = w.node.name.clone();
                 let mut counter = 2;
                 let mut name = clash_name(&original, counter);
-                while taken.contains(&key(&name)) || exact.contains(&name) {
+                while exact.contains(&name) || fold_taken(&folded, &name) {
                     counter += 1;
                     name = clash_name(&original, counter);
                 }
-                taken.insert(key(&name));
                 exact.insert(name.clone());
+                folded.insert(fold_key(&name).into_owned());
                 let mut node = w.node;
                 node.name = name;
                 tree.name_notes.push(NameNote {
