@@ -104,6 +104,9 @@ pub enum Command {
     /// Send the deletions held back because one scan would have deleted much of the folder
     /// (see `cloud3 status`); putting the files back instead cancels them.
     ConfirmDeletes {
+        /// Cancel them instead: write the entries back from the relay (nothing is deleted).
+        #[arg(long)]
+        undo: bool,
         /// Folder selection.
         #[command(flatten)]
         dir: DirArg,

@@ -49,7 +49,7 @@ pub fn run(cli: Cli) -> Result<(), AgentError> {
         Command::Status { dir, json } => status::run(&dir.dir, json),
         Command::History { path, dir } => history::run(&dir.dir, &path),
         Command::Restore { path, version, dir } => history::restore(&dir.dir, &path, version),
-        Command::ConfirmDeletes { dir } => confirm_deletes::run(&dir.dir),
+        Command::ConfirmDeletes { undo, dir } => confirm_deletes::run(&dir.dir, undo),
     }
 }
 

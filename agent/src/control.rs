@@ -78,6 +78,8 @@ pub enum Request {
     Sync,
     /// Send the deletions the mass-delete guard holds back.
     ConfirmDeletes,
+    /// Bring back the entries whose deletion the mass-delete guard holds back.
+    UndoDeletes,
 }
 
 /// What the daemon answers.
@@ -111,6 +113,14 @@ pub enum Reply {
     },
     /// The folder and the relay agree.
     Synced,
+    /// The held entries are written again (`synced`), or will be once the relay is
+    /// reachable (offline, when this device lacks their bytes).
+    DeletesUndone {
+        /// How many entries come back.
+        count: usize,
+        /// Whether they are all written.
+        synced: bool,
+    },
     /// The held deletions are in the document. `synced`: sent to the relay too; else the
     /// daemon is offline and sends them when the relay returns.
     DeletesConfirmed {
@@ -286,6 +296,41 @@ impl Control {
                     }
                     None => {
                         let _ = reply.send(Reply::DeletesConfirmed {
+                            count,
+                            synced: false,
+                        });
+                    }
+                }
+            }
+            Request::UndoDeletes => {
+                let count = match syncer.undo_deletes() {
+                    Ok(count) => count,
+                    Err(error) => {
+                        let _ = reply.send(error_reply(&error));
+                        return Err(error);
+                    }
+                };
+                tracing::info!(count, "held deletions undone on request");
+                match session {
+                    Some(session) => {
+                        let written = session.materialise(syncer).await;
+                        let _ = reply.send(match &written {
+                            Ok(()) => Reply::DeletesUndone {
+                                count,
+                                synced: true,
+                            },
+                            Err(error) => error_reply(error),
+                        });
+                        written?;
+                    }
+                    None => {
+                        // Offline: what local chunks can rebuild is written now, the rest
+                        // when the relay returns.
+                        let actions = syncer.plan();
+                        if let Err(error) = crate::apply::apply(syncer, None, actions).await {
+                            tracing::warn!(%error, "cannot write the entries back yet");
+                        }
+                        let _ = reply.send(Reply::DeletesUndone {
                             count,
                             synced: false,
                         });

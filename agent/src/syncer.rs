@@ -219,6 +219,23 @@ impl Syncer {
         self.deletes_paused
     }
 
+    /// Cancels the held deletions by bringing the entries back: a fresh scan finds what is
+    /// held now, then their index entries go, so the next plan writes them again like any
+    /// entry of the document this device lacks (from local chunks or the relay). Returns how
+    /// many entries come back.
+    pub fn undo_deletes(&mut self) -> Result<usize, AgentError> {
+        self.scan(&HashSet::new())?;
+        let held = std::mem::take(&mut self.paused_deletes);
+        let batch = Batch {
+            remove: held.clone(),
+            meta: vec![(DELETES_PAUSED, vec![0])],
+            ..Batch::default()
+        };
+        self.deletes_paused = false;
+        self.commit_batch(batch, false)?;
+        Ok(held.len())
+    }
+
     /// This device's short id.
     pub fn short(&self) -> ShortDeviceId {
         self.device.short()

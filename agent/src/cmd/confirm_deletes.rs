@@ -1,7 +1,7 @@
-//! `cloud3 confirm-deletes`: send the deletions the mass-delete guard holds back (see
-//! `cloud3_engine::guard`). With the daemon running it asks the daemon (see `control`), which
-//! records and sends them at once; without it, it records them in the local document and then
-//! syncs once.
+//! `cloud3 confirm-deletes [--undo]`: send the deletions the mass-delete guard holds back (see
+//! `cloud3_engine::guard`), or with `--undo` bring the entries back instead. With the daemon
+//! running it asks the daemon (see `control`), which acts at once; without it, it records the
+//! change in the local state and then syncs once.
 
 use std::path::Path;
 
@@ -11,9 +11,13 @@ use crate::daemon;
 use crate::error::AgentError;
 use crate::syncer::Syncer;
 
-/// Records the held deletions (whatever is missing from the folder now) and sends them.
-pub(crate) fn run(dir: &Path) -> Result<(), AgentError> {
+/// Records the held deletions (whatever is missing from the folder now) and sends them, or with
+/// `undo` writes the held entries back.
+pub(crate) fn run(dir: &Path, undo: bool) -> Result<(), AgentError> {
     let folder = Folder::open(dir)?;
+    if undo {
+        return run_undo(folder);
+    }
     match control::ask(&folder.state, &Request::ConfirmDeletes)? {
         Some(Reply::DeletesConfirmed { count, synced }) => {
             print_outcome(count, synced);
@@ -41,6 +45,44 @@ pub(crate) fn run(dir: &Path) -> Result<(), AgentError> {
         }
     }
     Ok(())
+}
+
+fn run_undo(folder: Folder) -> Result<(), AgentError> {
+    match control::ask(&folder.state, &Request::UndoDeletes)? {
+        Some(Reply::DeletesUndone { count, synced }) => {
+            print_undone(count, synced);
+            return Ok(());
+        }
+        Some(other) => return Err(control::unexpected(&other)),
+        None => {}
+    }
+    let count = {
+        let mut syncer = Syncer::open(&folder.root, folder.config.clone(), folder.key.device_id())
+            .map_err(|error| held_elsewhere(error, &folder.state))?;
+        syncer.undo_deletes()?
+    };
+    if count == 0 {
+        print_undone(count, true);
+        return Ok(());
+    }
+    match block_on(daemon::sync_once(folder))? {
+        Ok(_) => print_undone(count, true),
+        Err(error) => {
+            print_undone(count, false);
+            eprintln!("not written yet: {error}");
+        }
+    }
+    Ok(())
+}
+
+fn print_undone(count: usize, synced: bool) {
+    match (count, synced) {
+        (0, _) => println!("no deletions were waiting"),
+        (count, true) => println!("brought back {count} entries; nothing was deleted"),
+        (count, false) => {
+            println!("{count} entries come back once the relay is reachable; nothing was deleted")
+        }
+    }
 }
 
 fn print_outcome(count: usize, synced: bool) {

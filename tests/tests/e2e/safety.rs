@@ -181,7 +181,36 @@ fn an_emptied_folder_deletes_nothing_elsewhere_until_confirmed() -> Result<()> {
 }
 
 #[test]
-fn restoring_the_files_cancels_held_deletions_and_confirming_works_with_the_daemon() -> Result<()> {
+fn undo_writes_the_held_files_back_from_the_relay_without_a_daemon() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    fill(a);
+    a.sync()?;
+    b.sync()?;
+    let full = a.tree();
+    // Gone for good on this device: no copy left to put back.
+    move_contents(&a.dir, &tmp.path().join("away"))?;
+    std::fs::remove_dir_all(tmp.path().join("away"))?;
+    a.sync()?;
+    assert!(paused(a)? >= FILES as u64);
+    let said = run(a, &["confirm-deletes", "--undo"])?;
+    assert!(
+        said.contains("brought back"),
+        "--undo says what it did: {said}"
+    );
+    assert_eq!(a.tree(), full, "A holds every file again");
+    assert_eq!(paused(a)?, 0, "nothing paused any more");
+    b.sync()?;
+    a.sync()?;
+    assert_eq!(b.tree(), full, "B deleted nothing");
+    assert_eq!(a.tree(), full);
+    Ok(())
+}
+
+#[test]
+fn with_the_daemon_restoring_or_undoing_cancels_held_deletions_and_confirming_sends_them()
+-> Result<()> {
     let tmp = tempfile::tempdir()?;
     let (_relay, mut devices) = setup(tmp.path(), 2)?;
     fill(&devices[0]);
@@ -214,9 +243,25 @@ fn restoring_the_files_cancels_held_deletions_and_confirming_works_with_the_daem
     assert_eq!(a.tree(), full, "A holds its files again");
     assert_eq!(b.tree(), full, "B still holds everything");
 
-    // Emptied again and confirmed with the daemon running: B is emptied too.
+    // Emptied again, and undone: the daemon writes everything back from the relay.
     move_contents(&a.dir, &tmp.path().join("away2"))?;
+    std::fs::remove_dir_all(tmp.path().join("away2"))?;
     wait_paused("A's daemon to pause the deletions again", &|n| {
+        n >= FILES as u64
+    })?;
+    let said = run(a, &["confirm-deletes", "--undo"])?;
+    assert!(
+        said.contains("brought back"),
+        "--undo says what it did: {said}"
+    );
+    assert_eq!(a.tree(), full, "A holds its files again, from the relay");
+    assert_eq!(paused(a)?, 0);
+    run(b, &["sync"])?;
+    assert_eq!(b.tree(), full, "B still holds everything");
+
+    // Emptied again and confirmed with the daemon running: B is emptied too.
+    move_contents(&a.dir, &tmp.path().join("away3"))?;
+    wait_paused("A's daemon to pause the deletions a third time", &|n| {
         n >= FILES as u64
     })?;
     let said = run(a, &["confirm-deletes"])?;
