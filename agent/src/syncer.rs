@@ -408,8 +408,8 @@ impl Syncer {
         if !held.is_empty() && !was_paused {
             tracing::warn!(
                 deletions = held.len(),
-                "holding back a mass deletion: `cloud3 confirm-deletes` sends it, putting the \
-                 files back cancels it"
+                "holding back a mass deletion: `cloud3 confirm-deletes` sends it, \
+                 `cloud3 confirm-deletes --undo` or putting the files back cancels it"
             );
         }
         self.paused_deletes = held_paths.iter().map(|p| (*p).to_owned()).collect();

@@ -95,8 +95,8 @@ fn print_safety(status: &Status) {
     if status.paused_deletes > 0 {
         println!(
             "deletions paused: {} entries vanished from this folder at once; nothing was deleted \
-             elsewhere. `cloud3 confirm-deletes` sends the deletions, putting the files back \
-             cancels them:",
+             elsewhere. `cloud3 confirm-deletes` sends the deletions; `cloud3 confirm-deletes \
+             --undo` (or putting the files back) cancels them:",
             status.paused_deletes
         );
         for path in &status.paused_delete_paths {
