@@ -264,11 +264,19 @@ impl Control {
                     self.after_event(session, syncer);
                 }
                 None => {
-                    let _ = reply.send(Reply::Error {
-                        message: "the daemon is offline (the relay is unreachable); \
-                                  it syncs when the relay returns"
-                            .into(),
-                    });
+                    let full = self
+                        .status
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .relay_storage_full;
+                    let message = if full {
+                        AgentError::RelayFull.to_string()
+                    } else {
+                        "the daemon is offline (the relay is unreachable); \
+                         it syncs when the relay returns"
+                            .into()
+                    };
+                    let _ = reply.send(Reply::Error { message });
                 }
             },
             Request::ConfirmDeletes => {

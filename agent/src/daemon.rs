@@ -31,6 +31,10 @@ const UNSETTLED_TRIES: u32 = 25;
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Shortest wait before uploading again to a relay whose storage was full (then doubling to
+/// [`MAX_BACKOFF`]): its operator has to free space first.
+const RELAY_FULL_BACKOFF: Duration = Duration::from_secs(5);
+
 /// What woke the daemon.
 enum Event {
     /// A message from the relay.
@@ -141,7 +145,17 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
                 | AgentError::FolderGone { .. }),
             ) => return Err(error),
             Err(error) => {
-                tracing::warn!(%error, ?backoff, "relay unreachable, working offline");
+                if matches!(error, AgentError::RelayFull) {
+                    // Uploads wait for the relay's operator: no retry storm.
+                    backoff = backoff.max(RELAY_FULL_BACKOFF);
+                    status.relay_storage_full = true;
+                    tracing::warn!(
+                        ?backoff,
+                        "relay storage full: uploads wait, working offline meanwhile"
+                    );
+                } else {
+                    tracing::warn!(%error, ?backoff, "relay unreachable, working offline");
+                }
                 status.last_error = Some(error.to_string());
                 let wake = tokio::time::sleep(jitter(backoff));
                 tokio::pin!(wake);
@@ -168,6 +182,8 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
         backoff = Duration::from_millis(200);
         status.connected = true;
         status.last_error = None;
+        // The session's start uploaded everything pending.
+        status.relay_storage_full = false;
         session.materialise(&mut syncer).await?;
         let mut rescan = tokio::time::interval(rescan_every);
         rescan.tick().await;
@@ -229,6 +245,7 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
             ) => return Err(error),
             Err(error) => {
                 tracing::warn!(%error, "connection lost, reconnecting");
+                status.relay_storage_full = matches!(error, AgentError::RelayFull);
                 status.last_error = Some(error.to_string());
                 if syncer.doc.is_broken() {
                     drop(session);
@@ -265,6 +282,7 @@ fn fill_status(syncer: &mut Syncer, status: &mut Status) {
         .take(crate::status::NAME_EXAMPLES)
         .cloned()
         .collect();
+    status.no_room = syncer.no_room.clone();
     status.pending_uploads = syncer.pending.len();
     status.pending_upload_bytes = syncer
         .pending

@@ -71,6 +71,9 @@ pub enum AgentError {
     /// The relay speaks another protocol version.
     #[error("the relay does not support this protocol version: {0}")]
     UnsupportedVersion(String),
+    /// The relay's storage is full: it stores no new blobs for now.
+    #[error("relay storage full: uploads wait until the relay has room again")]
+    RelayFull,
     /// The relay answered a request with an error.
     #[error("the relay refused: {0}")]
     Refused(String),

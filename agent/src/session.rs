@@ -163,6 +163,7 @@ impl Session {
             let actions = syncer.plan();
             if actions.is_empty() {
                 syncer.skipped_actions = false;
+                syncer.no_room.clear();
                 // Nothing left to download: no partial download is wanted any more.
                 return crate::partial::clean(&syncer.state, None);
             }
@@ -187,12 +188,13 @@ impl Session {
 
     /// A local scan ran: what it recorded goes to the relay, and the disk is brought to the
     /// merged document (a recorded edit can call for a conflict copy or a move on disk, and
-    /// actions skipped earlier while a file was being written can now be done).
+    /// actions skipped earlier while a file was being written can now be done, and files the
+    /// disk had no room for may fit now).
     pub async fn scanned(&mut self, syncer: &mut Syncer, changed: bool) -> Result<(), AgentError> {
         if changed {
             self.push(syncer).await?;
         }
-        if changed || syncer.skipped_actions {
+        if changed || syncer.skipped_actions || !syncer.no_room.is_empty() {
             self.materialise(syncer).await?;
         }
         Ok(())

@@ -46,6 +46,11 @@ pub struct Config {
     /// ... and more than this percentage of the folder's nodes.
     #[serde(default = "default_mass_delete_percent")]
     pub mass_delete_percent: u8,
+    /// MiB the folder's file system keeps free: a download that would take it below this is
+    /// not started (the file is reported in `status` until there is room). Unset: 1 % of the
+    /// file system, at most 1 GiB (see `room`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_free_mib: Option<u64>,
 }
 
 impl Config {

@@ -52,6 +52,26 @@ pub struct Status {
     /// How many such entries there are in all.
     #[serde(default)]
     pub name_clashes_total: usize,
+
+    // Full disks (issue 20).
+    /// The relay refused this device's uploads because its storage is full: they wait, and
+    /// the device tries again with back-off.
+    #[serde(default)]
+    pub relay_storage_full: bool,
+    /// Files this device has no room for on its disk (not downloaded, retried when there is).
+    #[serde(default)]
+    pub no_room: Vec<NoRoom>,
+}
+
+/// A file the folder's disk has no room for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoRoom {
+    /// The file's path in the folder.
+    pub path: String,
+    /// Its size.
+    pub size: u64,
+    /// Free space it lacks (beyond the reserve `min_free_mib` keeps).
+    pub short_by: u64,
 }
 
 /// How many entries with names another device cannot hold `status` names.

@@ -120,6 +120,10 @@ pub struct Syncer {
     /// Entries whose names another device cannot hold, or that this device holds under a
     /// name of its own (`PATH: why`), from the last derived tree.
     pub name_notes: Vec<String>,
+    /// Files the last materialise had no room for on the folder's disk (see `room`): planned
+    /// again by every scan, so they land once there is room, and forgotten once the document
+    /// no longer wants them.
+    pub no_room: Vec<crate::status::NoRoom>,
     db: LocalDb,
 }
 
@@ -175,6 +179,7 @@ impl Syncer {
             hold: HashSet::new(),
             unsettled: HashSet::new(),
             skipped_actions: false,
+            no_room: Vec::new(),
             joined,
             deletes_paused,
             paused_deletes: Vec::new(),

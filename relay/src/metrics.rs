@@ -39,6 +39,12 @@ pub struct Metrics {
     pub chunk_put_seconds: Histogram,
     /// Seconds to read a run of requested blobs (about 4 MiB at most).
     pub chunk_get_seconds: Histogram,
+    /// 1 while the data directory is down to its free-space reserve (blobs are refused).
+    pub storage_full: Gauge,
+    /// Uploads refused because the free-space reserve was reached.
+    pub storage_full_refusals: Counter,
+    /// Free bytes of the data directory's file system, as last looked at.
+    pub disk_free_bytes: Gauge,
     registry: Registry,
 }
 
@@ -61,6 +67,9 @@ impl Default for Metrics {
             fanout_seconds: latency(),
             chunk_put_seconds: latency(),
             chunk_get_seconds: latency(),
+            storage_full: Gauge::default(),
+            storage_full_refusals: Counter::default(),
+            disk_free_bytes: Gauge::default(),
             registry: Registry::with_prefix("cloud3"),
         };
         let r = &mut metrics.registry;
@@ -125,6 +134,21 @@ impl Default for Metrics {
             "chunk_get_seconds",
             "seconds to read a run of requested blobs",
             metrics.chunk_get_seconds.clone(),
+        );
+        r.register(
+            "storage_full",
+            "1 while the free-space reserve is reached and new blobs are refused",
+            metrics.storage_full.clone(),
+        );
+        r.register(
+            "storage_full_refusals",
+            "uploads refused because the free-space reserve was reached",
+            metrics.storage_full_refusals.clone(),
+        );
+        r.register(
+            "disk_free_bytes",
+            "free bytes of the data directory's file system when last looked at",
+            metrics.disk_free_bytes.clone(),
         );
         metrics
     }

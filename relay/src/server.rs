@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tower_http::services::ServeDir;
 use tower_service::Service;
 
+use crate::disk::DiskSpace;
 use crate::guessing::Guessing;
 use crate::hub::Hub;
 use crate::limits::{Admission, Gate, Limits};
@@ -45,6 +46,8 @@ pub struct Relay {
     pub guessing: Guessing,
     /// This relay's identity.
     pub relay_id: [u8; 32],
+    /// The data directory's free-space reserve.
+    pub disk: Arc<DiskSpace>,
 }
 
 impl Relay {
@@ -54,7 +57,10 @@ impl Relay {
         limits: Limits,
     ) -> Result<Arc<Relay>, crate::error::StoreError> {
         let metrics = Arc::new(Metrics::default());
+        let disk = Arc::new(DiskSpace::new(store.data_dir(), limits.min_free_bytes));
+        disk.observe(&metrics);
         Ok(Arc::new(Relay {
+            disk,
             relay_id: store.relay_id()?,
             hub: Hub::new(store.clone(), metrics.clone())?,
             gate: Gate::new(limits),

@@ -110,6 +110,7 @@ fn enrol(
         folder: cloud3_engine::ids::FolderId::DEFAULT.to_owned(),
         rescan_interval_ms: 60_000,
         debounce_ms: 30,
+        min_free_mib: None,
         ca: pinned,
         mass_delete_files: DeleteGuard::default().min_files,
         mass_delete_percent: DeleteGuard::default().min_percent,

@@ -83,6 +83,18 @@ pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
             println!("  {path}");
         }
     }
+    if status.relay_storage_full {
+        println!("relay storage full: uploads wait until the relay has room (retrying)");
+    }
+    if !status.no_room.is_empty() {
+        println!("no room on this disk for:");
+        for file in &status.no_room {
+            println!(
+                "  {} ({} bytes): needs {} more bytes free",
+                file.path, file.size, file.short_by
+            );
+        }
+    }
     print_safety(&status);
     if let Some(error) = &status.last_error {
         println!("last error: {error}");

@@ -31,6 +31,12 @@ pub(crate) fn run(dir: &Path) -> Result<(), AgentError> {
             status.paused_deletes
         );
     }
+    for file in &status.no_room {
+        eprintln!(
+            "no room on this disk for {} ({} bytes): needs {} more bytes free",
+            file.path, file.size, file.short_by
+        );
+    }
     println!("in sync");
     Ok(())
 }

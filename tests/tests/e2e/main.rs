@@ -6,6 +6,7 @@ mod bad_input;
 mod control;
 mod daemon;
 mod everyday;
+mod full_disk;
 mod randomized;
 mod relay_edge;
 mod relay_protocol;
