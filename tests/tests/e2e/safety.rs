@@ -181,6 +181,38 @@ fn an_emptied_folder_deletes_nothing_elsewhere_until_confirmed() -> Result<()> {
 }
 
 #[test]
+fn a_partial_restore_keeps_the_rest_held_across_restarts() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (_relay, devices) = setup(tmp.path(), 2)?;
+    let (a, b) = (&devices[0], &devices[1]);
+    fill(a);
+    a.sync()?;
+    b.sync()?;
+    let full = a.tree();
+    let away = tmp.path().join("away");
+    move_contents(&a.dir, &away)?;
+    // Each `sync` is a new process: the pause is kept in the database, not in memory.
+    a.sync()?;
+    assert!(paused(a)? >= FILES as u64);
+    // Nine of the ten directories come back: 100 files (and their directory) stay missing,
+    // fewer than the thresholds, yet they stay held while the pause lasts.
+    for idx in 1..10 {
+        std::fs::rename(away.join(format!("d{idx}")), a.dir.join(format!("d{idx}")))?;
+    }
+    a.sync()?;
+    assert_eq!(paused(a)?, 101, "d0 and its 100 files are still held");
+    b.sync()?;
+    assert_eq!(b.tree(), full, "B deleted nothing");
+    // Once confirmed, exactly those go.
+    run(a, &["confirm-deletes"])?;
+    b.sync()?;
+    let mut expected = full.clone();
+    expected.retain(|path, _| path != "d0" && !path.starts_with("d0/"));
+    assert_eq!(b.tree(), expected, "only d0 was deleted");
+    Ok(())
+}
+
+#[test]
 fn undo_writes_the_held_files_back_from_the_relay_without_a_daemon() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let (_relay, devices) = setup(tmp.path(), 2)?;
