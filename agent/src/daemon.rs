@@ -134,7 +134,10 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
         let mut session = match session {
             Ok(session) => session,
             Err(
-                error @ (AgentError::Revoked | AgentError::AuthRefused(_) | AgentError::Tls { .. }),
+                error @ (AgentError::Revoked
+                | AgentError::AuthRefused(_)
+                | AgentError::Tls { .. }
+                | AgentError::FolderGone { .. }),
             ) => return Err(error),
             Err(error) => {
                 if matches!(error, AgentError::RelayFull) {
@@ -229,7 +232,11 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
                 status_file.save(&status, &syncer.state)?;
                 return Ok(());
             }
-            Err(error @ (AgentError::Revoked | AgentError::AuthRefused(_))) => return Err(error),
+            Err(
+                error @ (AgentError::Revoked
+                | AgentError::AuthRefused(_)
+                | AgentError::FolderGone { .. }),
+            ) => return Err(error),
             Err(error) => {
                 tracing::warn!(%error, "connection lost, reconnecting");
                 status.relay_storage_full = matches!(error, AgentError::RelayFull);
@@ -255,6 +262,20 @@ async fn recover(syncer: &mut Syncer) -> Result<(), AgentError> {
 
 fn fill_status(syncer: &mut Syncer, status: &mut Status) {
     status.waiting_to_join = !syncer.joined;
+    status.paused_deletes = syncer.paused_deletes.len();
+    status.paused_delete_paths = syncer
+        .paused_deletes
+        .iter()
+        .take(crate::status::PAUSED_EXAMPLES)
+        .cloned()
+        .collect();
+    status.name_clashes_total = syncer.name_notes.len();
+    status.name_clashes = syncer
+        .name_notes
+        .iter()
+        .take(crate::status::NAME_EXAMPLES)
+        .cloned()
+        .collect();
     status.no_room = syncer.no_room.clone();
     let mut files = HashSet::new();
     let mut bytes = 0;

@@ -39,6 +39,23 @@ pub struct Status {
     #[serde(default)]
     pub conflicts: Vec<ConflictCopy>,
 
+    // Safety rails: deletions held back and names this device cannot hold.
+    /// Deletions the mass-delete guard holds back until `cloud3 confirm-deletes` (or until the
+    /// files are put back).
+    #[serde(default)]
+    pub paused_deletes: usize,
+    /// The first of them (at most [`PAUSED_EXAMPLES`]), folder-relative.
+    #[serde(default)]
+    pub paused_delete_paths: Vec<String>,
+    /// Entries whose names another device cannot hold (case or normalisation twins, names
+    /// Windows refuses), and entries this device keeps under a name of its own because its
+    /// file system cannot hold both twins: `PATH: why` (at most [`NAME_EXAMPLES`]).
+    #[serde(default)]
+    pub name_clashes: Vec<String>,
+    /// How many such entries there are in all.
+    #[serde(default)]
+    pub name_clashes_total: usize,
+
     // Full disks (issue 20).
     /// The relay refused this device's uploads because its storage is full: they wait, and
     /// the device tries again with back-off.
@@ -201,6 +218,12 @@ impl Status {
     }
 }
 
+/// How many entries with names another device cannot hold `status` names.
+pub const NAME_EXAMPLES: usize = 100;
+
+/// How many held deletions `status` names.
+pub const PAUSED_EXAMPLES: usize = 20;
+
 /// `status.json` as the daemon keeps it: written only when what it says changed, so an idle
 /// daemon writes nothing.
 #[derive(Debug, Default)]
@@ -293,7 +316,9 @@ mod tests {
                 + r#""download_files":0,"download_bytes":0,"downloaded_bytes":0},"#
                 + r#""devices":[{"id":"X","name":"desk","online":null,"last_seen":3}],"#
                 + r#""conflicts":[{"copy":"a (conflict from b 2024-10-27 134507).txt","#
-                + r#""original":"a.txt"}],"relay_storage_full":false,"no_room":[]}"#
+                + r#""original":"a.txt"}],"paused_deletes":0,"paused_delete_paths":[],"#
+                + r#""name_clashes":[],"name_clashes_total":0,"#
+                + r#""relay_storage_full":false,"no_room":[]}"#
         );
     }
 

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use cloud3_engine::guard::DeleteGuard;
 use cloud3_engine::wire::AuthProof;
 
 use super::block_on;
@@ -111,6 +112,8 @@ fn enrol(
         debounce_ms: 30,
         min_free_mib: None,
         ca: pinned,
+        mass_delete_files: DeleteGuard::default().min_files,
+        mass_delete_percent: DeleteGuard::default().min_percent,
     })?;
     Ok(key.device_id().short().to_string())
 }

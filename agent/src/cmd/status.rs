@@ -88,6 +88,7 @@ pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
             );
         }
     }
+    print_safety(&status);
     if let Some(error) = &status.last_error {
         println!("last error: {error}");
     }
@@ -154,6 +155,37 @@ fn print_devices(status: &Status) {
             (_, None) => "not seen from this device".to_owned(),
         };
         println!("  {} ({}): {seen}", device.name, device.id);
+    }
+}
+
+/// The safety rails' section: deletions held back, names that clash.
+fn print_safety(status: &Status) {
+    if status.paused_deletes > 0 {
+        println!(
+            "deletions paused: {} entries vanished from this folder at once; nothing was deleted \
+             elsewhere. `cloud3 confirm-deletes` sends the deletions; `cloud3 confirm-deletes \
+             --undo` (or putting the files back) cancels them:",
+            status.paused_deletes
+        );
+        for path in &status.paused_delete_paths {
+            println!("  {path}");
+        }
+        let more = status.paused_deletes - status.paused_delete_paths.len();
+        if more > 0 {
+            println!("  and {more} more");
+        }
+    }
+    if !status.name_clashes.is_empty() {
+        println!("names another device cannot hold as they are:");
+        for note in &status.name_clashes {
+            println!("  {note}");
+        }
+        let more = status
+            .name_clashes_total
+            .saturating_sub(status.name_clashes.len());
+        if more > 0 {
+            println!("  and {more} more");
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod randomized;
 mod relay_edge;
 mod relay_protocol;
 mod relay_tls;
+mod safety;
 mod status;
 
 use std::path::Path;
