@@ -55,6 +55,9 @@ pub async fn apply(
     mut link: Option<&mut Link>,
     actions: Vec<FileAction>,
 ) -> Result<Applied, AgentError> {
+    // Nothing is written into a folder that is no longer this device's (an unmounted disk's
+    // mount point would fill the wrong disk).
+    syncer.check_root()?;
     let mut applied = Applied::default();
     let mut writes = Vec::new();
     // Filled again by the writes below (see `room`).

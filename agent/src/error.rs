@@ -100,6 +100,16 @@ pub enum AgentError {
         /// Why.
         message: String,
     },
+    /// The folder no longer looks like the one this device synced: its root marker
+    /// (`.cloud3/`) is gone or the root is another directory (a disk that is not mounted, a
+    /// folder replaced). Syncing stops instead of deleting everything elsewhere.
+    #[error("stopped syncing {}: {reason}; nothing was deleted (is its disk mounted?)", root.display())]
+    FolderGone {
+        /// The folder's root.
+        root: PathBuf,
+        /// What no longer matches.
+        reason: String,
+    },
     /// The running daemon could not do what the command asked (its reason).
     #[error("{0}")]
     Daemon(String),

@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use cloud3_engine::guard::DeleteGuard;
 use cloud3_engine::wire::AuthProof;
 
 use super::block_on;
@@ -115,6 +116,8 @@ fn enrol(
         trash_max_mib: crate::state::default_trash_max_mib(),
         partial_max_days: crate::state::default_partial_max_days(),
         partial_max_mib: crate::state::default_partial_max_mib(),
+        mass_delete_files: DeleteGuard::default().min_files,
+        mass_delete_percent: DeleteGuard::default().min_percent,
     })?;
     Ok(key.device_id().short().to_string())
 }

@@ -153,7 +153,7 @@ fn a_full_relay_refuses_cleanly_keeps_serving_and_resumes_when_it_has_room() -> 
         || {
             status(&laptop).is_ok_and(|s| {
                 s["relay_storage_full"] == false
-                    && s["pending_uploads"] == 0
+                    && s["pending"]["upload_files"] == 0
                     && s["connected"] == true
             })
         },

@@ -117,7 +117,9 @@ fn a_device_over_quota_keeps_its_files_and_syncs_once_gc_frees_space() -> Result
         "the upload once space is freed",
         || {
             status(&laptop).is_ok_and(|s| {
-                s["quota_full"] == false && s["pending_uploads"] == 0 && s["connected"] == true
+                s["quota_full"] == false
+                    && s["pending"]["upload_files"] == 0
+                    && s["connected"] == true
             })
         },
     )?;

@@ -12,6 +12,8 @@ mod randomized;
 mod relay_edge;
 mod relay_protocol;
 mod relay_tls;
+mod safety;
+mod status;
 
 use std::path::Path;
 
