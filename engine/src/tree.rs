@@ -15,7 +15,7 @@ pub use derive::{DerivedNode, DerivedTree};
 pub use document::{FolderDoc, NodeRecord};
 pub use history::Version;
 pub use name::{NameError, conflict_name, validate_name};
-pub use refs::BlobRefs;
+pub use refs::{BlobRefs, FileVersion};
 
 use crate::ids::{ChunkId, NodeId, ShortDeviceId};
 use crate::time::WallTime;
