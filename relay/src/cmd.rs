@@ -1,5 +1,6 @@
 //! One file per subcommand; [`run`] dispatches.
 
+mod scan;
 mod serve;
 mod user;
 
@@ -12,5 +13,6 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
     match cli.command.take().unwrap_or(Command::Serve) {
         Command::Serve => serve::run(&settings),
         Command::User { action } => user::run(&settings.data, action),
+        Command::Scan { action } => scan::run(&settings.data, action),
     }
 }

@@ -7,8 +7,15 @@
 //! tls-cert = "/etc/cloud3-relay/fullchain.pem"
 //! tls-key = "/etc/cloud3-relay/privkey.pem"
 //! quota-gib = 100
+//! clamd = "unix:/run/clamav/clamd.ctl"
+//! deny-list = "/etc/cloud3-relay/deny.txt"
+//! scan-policy = "flag"
+//!
+//! [scan-policy-accounts]     # per-account overrides of scan-policy
+//! alice = "hold"
 //! ```
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,6 +24,9 @@ use serde::Deserialize;
 
 use crate::cli::Cli;
 use crate::limits::Limits;
+use crate::scan::ScanPolicy;
+use crate::scan::clamd::ClamdAddr;
+use crate::scan::service::ScanSettings;
 
 /// Why the settings file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +67,15 @@ struct FileSettings {
     handshake_timeout_secs: Option<u64>,
     max_unauthenticated: Option<usize>,
     max_unauthenticated_per_ip: Option<usize>,
+    clamd: Option<ClamdAddr>,
+    clamd_max_stream_mib: Option<u64>,
+    clamd_timeout_secs: Option<u64>,
+    scan_concurrency: Option<usize>,
+    clamd_version_check_secs: Option<u64>,
+    deny_list: Option<PathBuf>,
+    scan_policy: Option<ScanPolicy>,
+    #[serde(default)]
+    scan_policy_accounts: HashMap<String, ScanPolicy>,
 }
 
 /// The resolved settings.
@@ -72,6 +91,8 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Limits.
     pub limits: Limits,
+    /// The malware scan.
+    pub scan: ScanSettings,
 }
 
 impl Settings {
@@ -122,6 +143,33 @@ impl Settings {
             (None, None) => None,
             _ => return Err(ConfigError::HalfTls),
         };
+        let scan_defaults = ScanSettings::default();
+        let scan = ScanSettings {
+            policy: cli
+                .scan_policy
+                .or(file.scan_policy)
+                .unwrap_or(scan_defaults.policy),
+            accounts: file.scan_policy_accounts,
+            deny_list: cli.deny_list.clone().or(file.deny_list),
+            clamd: cli.clamd.clone().or(file.clamd),
+            clamd_max_stream: cli
+                .clamd_max_stream_mib
+                .or(file.clamd_max_stream_mib)
+                .map_or(scan_defaults.clamd_max_stream, |mib| {
+                    mib.saturating_mul(1 << 20)
+                }),
+            clamd_timeout: secs(
+                cli.clamd_timeout_secs,
+                file.clamd_timeout_secs,
+                scan_defaults.clamd_timeout,
+            ),
+            concurrency: cli.scan_concurrency.or(file.scan_concurrency),
+            version_check: secs(
+                cli.clamd_version_check_secs,
+                file.clamd_version_check_secs,
+                scan_defaults.version_check,
+            ),
+        };
         Ok(Settings {
             listen: cli
                 .listen
@@ -137,6 +185,7 @@ impl Settings {
             }),
             tls,
             limits,
+            scan,
         })
     }
 }
@@ -183,6 +232,25 @@ mod tests {
             Some((PathBuf::from("c.pem"), PathBuf::from("k.pem")))
         );
         assert_eq!(settings.data, PathBuf::from("./cloud3-relay-data"));
+        assert_eq!(settings.scan.policy, ScanPolicy::Flag);
+    }
+
+    #[test]
+    fn the_scan_policy_has_a_relay_default_and_per_account_overrides() {
+        let settings = resolve(
+            "scan-policy = \"hold\"\nclamd = \"tcp:127.0.0.1:3310\"\n\
+             [scan-policy-accounts]\nbob = \"flag\"\n",
+            &["--clamd", "unix:/tmp/c.sock"],
+        )
+        .unwrap();
+        assert_eq!(settings.scan.policy, ScanPolicy::Hold);
+        assert_eq!(settings.scan.accounts.get("bob"), Some(&ScanPolicy::Flag));
+        assert_eq!(
+            settings.scan.clamd,
+            Some(ClamdAddr::Unix("/tmp/c.sock".into()))
+        );
+        let error = resolve("clamd = \"/tmp/c.sock\"\n", &[]).unwrap_err();
+        assert!(error.to_string().contains("unix:PATH"), "{error}");
     }
 
     #[test]

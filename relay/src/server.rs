@@ -29,6 +29,8 @@ use crate::guessing::Guessing;
 use crate::hub::Hub;
 use crate::limits::{Admission, Gate, Limits};
 use crate::metrics::Metrics;
+use crate::scan::ScanService;
+use crate::scan::service::{ScanSettings, ScanSetupError};
 use crate::store::Storage;
 
 /// Everything a connection needs.
@@ -45,18 +47,24 @@ pub struct Relay {
     pub guessing: Guessing,
     /// This relay's identity.
     pub relay_id: [u8; 32],
+    /// The malware scan.
+    pub scan: Arc<ScanService>,
 }
 
 impl Relay {
-    /// A relay over `store` with `limits`.
+    /// A relay over `store` with `limits` and the scan's settings (its workers start with
+    /// [`ScanService::start`]).
     pub fn new(
         store: Arc<dyn Storage>,
         limits: Limits,
-    ) -> Result<Arc<Relay>, crate::error::StoreError> {
+        scan: ScanSettings,
+    ) -> Result<Arc<Relay>, ScanSetupError> {
         let metrics = Arc::new(Metrics::default());
+        let scan = Arc::new(ScanService::new(store.clone(), metrics.clone(), scan)?);
         Ok(Arc::new(Relay {
             relay_id: store.relay_id()?,
-            hub: Hub::new(store.clone(), metrics.clone())?,
+            hub: Hub::new(store.clone(), metrics.clone(), scan.clone())?,
+            scan,
             gate: Gate::new(limits),
             guessing: Guessing::default(),
             metrics,

@@ -15,6 +15,7 @@
 //! - `usage`: user → stored chunk bytes
 //! - `refs`: (user, blob id) → () for every blob some version of the user's documents references
 //! - `refs_indexed`: (user, folder) → () once the folder's history is in `refs`
+//! - `verdicts`: (user, content hash) → [`VerdictRecord`] (the malware scan)
 //! - `meta`: `relay_id`
 
 pub mod accounts;
@@ -22,6 +23,7 @@ pub mod chunks;
 pub mod docs;
 pub mod packs;
 pub mod refs;
+pub mod verdicts;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +39,7 @@ pub use accounts::{
 pub use chunks::{ChunkLocation, Chunks};
 pub use docs::Documents;
 pub use refs::References;
+pub use verdicts::{VerdictRecord, Verdicts};
 
 use crate::error::StoreError;
 use packs::Packs;
@@ -56,6 +59,8 @@ pub(crate) const USAGE: TableDefinition<&str, u64> = TableDefinition::new("usage
 pub(crate) const REFS: TableDefinition<(&str, &[u8; 32]), ()> = TableDefinition::new("refs");
 pub(crate) const REFS_INDEXED: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("refs_indexed");
+pub(crate) const VERDICTS: TableDefinition<(&str, &[u8; 32]), &[u8]> =
+    TableDefinition::new("verdicts");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// The relay's storage.
@@ -84,6 +89,7 @@ impl Store {
             txn.open_table(USAGE).map_err(StoreError::db)?;
             txn.open_table(REFS).map_err(StoreError::db)?;
             txn.open_table(REFS_INDEXED).map_err(StoreError::db)?;
+            txn.open_table(VERDICTS).map_err(StoreError::db)?;
             let mut meta = txn.open_table(META).map_err(StoreError::db)?;
             if meta.get("relay_id").map_err(StoreError::db)?.is_none() {
                 let mut id = [0u8; 32];
@@ -115,7 +121,7 @@ impl Store {
 /// Everything the relay stores, behind one trait so another backend (shared/DESIGN.md section
 /// 11: object storage for chunks, PostgreSQL for the rest) can replace the embedded one. Every
 /// method that touches a user's data takes that user.
-pub trait Storage: Accounts + Documents + Chunks + References + Send + Sync {
+pub trait Storage: Accounts + Documents + Chunks + References + Verdicts + Send + Sync {
     /// The data directory (the admin socket lives there).
     fn data_dir(&self) -> &Path;
 

@@ -18,13 +18,7 @@ pub(crate) fn run(data: &Path, action: UserAction) -> anyhow::Result<()> {
         UserAction::List => AdminRequest::ListUsers,
         UserAction::Remove { name } => AdminRequest::RemoveUser { name },
     };
-    let answer = match UnixStream::connect(socket_path(data)) {
-        Ok(stream) => through_socket(stream, &request)?,
-        Err(_) => {
-            let store = Store::open(data).with_context(|| format!("open {}", data.display()))?;
-            run_request(&store, request)
-        }
-    };
+    let answer = ask(data, request)?;
     if !answer.ok {
         bail!("{}", answer.error.unwrap_or_else(|| "failed".into()));
     }
@@ -32,6 +26,17 @@ pub(crate) fn run(data: &Path, action: UserAction) -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// Sends `request` to the running relay, or runs it on the data directory when none runs.
+pub(crate) fn ask(data: &Path, request: AdminRequest) -> anyhow::Result<AdminAnswer> {
+    Ok(match UnixStream::connect(socket_path(data)) {
+        Ok(stream) => through_socket(stream, &request)?,
+        Err(_) => {
+            let store = Store::open(data).with_context(|| format!("open {}", data.display()))?;
+            run_request(&store, request)
+        }
+    })
 }
 
 fn through_socket(mut stream: UnixStream, request: &AdminRequest) -> anyhow::Result<AdminAnswer> {
