@@ -14,6 +14,7 @@ pub mod hasher;
 pub mod logging;
 pub mod nofollow;
 pub mod partial;
+pub mod quarantine;
 pub mod session;
 pub mod state;
 pub mod status;

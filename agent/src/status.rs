@@ -35,6 +35,34 @@ pub struct Status {
     /// record local changes yet (it joins on its first complete exchange with the relay).
     #[serde(default)]
     pub waiting_to_join: bool,
+    /// What the relay's malware scan says about files of the folder.
+    #[serde(default)]
+    pub scan: ScanStatus,
+}
+
+/// The malware scan's findings as this device knows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanStatus {
+    /// Files of the folder whose current version is flagged, held for the scan or unscanned.
+    pub files: Vec<ScanNote>,
+    /// Files this device moved into `.cloud3/quarantine/` (and not restored).
+    pub quarantined: Vec<crate::quarantine::Quarantined>,
+}
+
+/// One file's verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanNote {
+    /// The file's path in the folder.
+    pub path: String,
+    /// The verdict as people read it: `Flagged { engine: E, signature: S }`,
+    /// `Unscanned { pending }`, `Unscanned { too large }`.
+    pub verdict: String,
+    /// The scanner that flagged it.
+    pub engine: Option<String>,
+    /// What it recognised.
+    pub signature: Option<String>,
+    /// Whether the relay refuses its bytes to this device (flagged, or held until clean).
+    pub refused: bool,
 }
 
 /// `status.json` as the daemon keeps it: written only when what it says changed, so an idle

@@ -83,10 +83,29 @@ pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
             println!("  {path}");
         }
     }
+    print_scan(&status.scan);
     if let Some(error) = &status.last_error {
         println!("last error: {error}");
     }
     Ok(())
+}
+
+/// The relay's malware scan: each file's verdict, and what waits in quarantine.
+fn print_scan(scan: &crate::status::ScanStatus) {
+    for note in &scan.files {
+        let why = match (note.engine.is_some(), note.refused) {
+            (true, _) => "flagged by the relay's scan: not fetched",
+            (false, true) => "held by the relay until scanned clean",
+            (false, false) => "not scanned by the relay",
+        };
+        println!("scan:     {}: {} ({why})", note.path, note.verdict);
+    }
+    for file in &scan.quarantined {
+        println!(
+            "quarantined: {} (engine {}, signature {}) in {}; `cloud3 quarantine restore {}` puts it back",
+            file.path, file.engine, file.signature, file.stored, file.path
+        );
+    }
 }
 
 fn print_transfers(transfers: &Transfers) {
