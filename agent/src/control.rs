@@ -87,7 +87,7 @@ pub enum Reply {
     /// The live status and what is transferring now.
     Status {
         /// Connection, pending work, online devices, last error.
-        status: Status,
+        status: Box<Status>,
         /// Transfers in progress.
         transfers: Transfers,
     },
@@ -423,7 +423,10 @@ fn live_status(status: &Mutex<Status>, activity: &Activity) -> Reply {
     // The download figures come from the transfer in progress (the status file has none).
     status.pending_downloads = transfers.download_files;
     status.pending_download_bytes = transfers.download_bytes;
-    Reply::Status { status, transfers }
+    Reply::Status {
+        status: Box::new(status),
+        transfers,
+    }
 }
 
 fn error_reply(error: &AgentError) -> Reply {

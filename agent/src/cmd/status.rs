@@ -14,7 +14,7 @@ use crate::status::Status;
 pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
     let folder = Folder::open(dir)?;
     let (mut status, transfers, live) = match control::ask(&folder.state, &Request::Status)? {
-        Some(Reply::Status { status, transfers }) => (status, Some(transfers), true),
+        Some(Reply::Status { status, transfers }) => (*status, Some(transfers), true),
         Some(other) => return Err(control::unexpected(&other)),
         None => (Status::load(&folder.state).unwrap_or_default(), None, false),
     };

@@ -10,6 +10,7 @@ mod randomized;
 mod relay_edge;
 mod relay_protocol;
 mod relay_tls;
+mod scan;
 
 use std::path::Path;
 
