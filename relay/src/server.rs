@@ -73,6 +73,33 @@ impl Relay {
     }
 }
 
+/// What the page may load and run: its own scripts (and the wasm engine), its own styles,
+/// images from itself and from the blob URLs it makes, and connections to its own origin only.
+/// Nothing inline, nothing framed, no plugins: a file opened in the viewer can never run script
+/// on the relay's origin, where the browser's device key lives.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self' \
+     'wasm-unsafe-eval'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; \
+     base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'";
+
+/// Every HTTP response says not to sniff content types and carries the page's CSP.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
 /// How long shutdown waits for connections to take their close frames before it returns.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -99,6 +126,7 @@ pub async fn run(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .fallback_service(ServeDir::new(viewer))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(relay.clone());
     let head_timeout = relay.gate.limits.head_timeout;
     let mut shutdown = std::pin::pin!(shutdown);

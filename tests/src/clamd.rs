@@ -54,8 +54,8 @@ pub struct Clamd {
 impl Clamd {
     /// Writes the configuration and signatures into `dir` and starts clamd; `flag_hashes` are
     /// files whose SHA-256 clamd flags as [`HASH_SIGNATURE`] (besides [`hash_listed`]);
-    /// `max_stream` is
-    /// `StreamMaxLength` (such as `"25M"`).
+    /// `max_stream` is `StreamMaxLength` (such as `"25M"`), and `MaxFileSize` and `MaxScanSize`
+    /// too: clamd answers OK, unscanned, for a stream over those.
     pub fn start(dir: &Path, flag_hashes: &[&[u8]], max_stream: &str) -> Result<Clamd> {
         let Some(binary) = clamd_binary() else {
             bail!("clamd is not installed: apt-get install clamav-daemon (scripts/test-all does)");
@@ -86,7 +86,8 @@ impl Clamd {
             &conf,
             format!(
                 "LocalSocket {}\nDatabaseDirectory {}\nForeground yes\nLogFile {}\n\
-                 StreamMaxLength {max_stream}\nMaxThreads 4\nTemporaryDirectory {}\n\
+                 StreamMaxLength {max_stream}\nMaxFileSize {max_stream}\nMaxScanSize {max_stream}\n\
+                 MaxThreads 4\nTemporaryDirectory {}\n\
                  PidFile {}\n",
                 socket.display(),
                 db.display(),
@@ -112,6 +113,13 @@ impl Clamd {
         );
         clamd.wait_ready()?;
         Ok(clamd)
+    }
+
+    /// A `clamdscan` configuration file for this clamd (for the benchmark's reference).
+    pub fn clamdscan_conf(&self) -> Result<PathBuf> {
+        let path = self.dir.join("clamdscan.conf");
+        std::fs::write(&path, format!("LocalSocket {}\n", self.socket.display()))?;
+        Ok(path)
     }
 
     /// `--clamd` for the relay.

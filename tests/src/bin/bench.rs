@@ -34,6 +34,9 @@ use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
+#[path = "bench/scan.rs"]
+mod scan;
+
 /// Wall time, CPU time and peak RSS of one finished process.
 #[derive(Clone, Copy, Debug)]
 struct Run {
@@ -170,13 +173,15 @@ impl Transport {
 }
 
 fn setup(root: &Path) -> Result<Setup> {
-    setup_over(root, Transport::Plain)
+    setup_over(root, Transport::Plain, &[])
 }
 
-fn setup_over(root: &Path, transport: Transport) -> Result<Setup> {
+/// Two devices of one user behind byte-counting proxies; `flags` go to the relay (plain
+/// transport only).
+fn setup_over(root: &Path, transport: Transport, flags: &[&str]) -> Result<Setup> {
     let (relay, url, ca) = match transport {
         Transport::Plain => {
-            let relay = Relay::start(&root.join("relay"))?;
+            let relay = Relay::start_with(&root.join("relay"), "127.0.0.1:0", flags)?;
             let url = relay.url.clone();
             (relay, url, None)
         }
@@ -270,7 +275,7 @@ fn fill(dir: &Path, seed: u64, small: usize, large: usize, large_mib: usize) -> 
 
 fn w1(root: &Path, quick: bool, transport: Transport) -> Result<serde_json::Value> {
     let (small, large, mib) = if quick { (500, 2, 5) } else { (10_000, 20, 50) };
-    let s = setup_over(root, transport)?;
+    let s = setup_over(root, transport, &[])?;
     let bytes = fill(&s.a.dir, 1, small, large, mib)?;
     let upload = sync(&s.a)?;
     let download = sync(&s.b)?;
@@ -360,8 +365,18 @@ impl ByteFloor {
 }
 
 fn w2(root: &Path, quick: bool, transport: Transport) -> Result<serde_json::Value> {
+    w2_with(root, quick, transport, &[])
+}
+
+/// W2 with `flags` for the relay (the malware scan's policies, see `scan.rs`).
+fn w2_with(
+    root: &Path,
+    quick: bool,
+    transport: Transport,
+    flags: &[&str],
+) -> Result<serde_json::Value> {
     let edits = if quick { 5 } else { 50 };
-    let mut s = setup_over(root, transport)?;
+    let mut s = setup_over(root, transport, flags)?;
     s.a.start_daemon()?;
     s.b.start_daemon()?;
     std::thread::sleep(Duration::from_secs(1));
@@ -908,9 +923,12 @@ fn main() -> Result<()> {
             "R1-10k" => r1(tmp.path(), 10_000),
             "R2" => r2(tmp.path()),
             "R3" => r3(tmp.path(), if quick { 1 } else { 2 }),
+            "S1" => scan::s1(tmp.path(), quick),
+            "S2" => scan::s2(tmp.path(), quick),
+            "S3" => scan::s3(tmp.path(), quick),
             other => bail!(
-                "unknown workload {other}: W1..W5, W1-TLS, W2-TLS, W2b, I1, R1, R1-10k, R2, R3 \
-                 or all"
+                "unknown workload {other}: W1..W5, W1-TLS, W2-TLS, W2b, I1, R1, R1-10k, R2, R3, \
+                 S1, S2, S3 or all"
             ),
         }
         .with_context(|| format!("workload {workload}"))?;
