@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -128,9 +128,24 @@ try {
   await page.waitForFunction(() => document.getElementById('preview').dataset.type === 'text/plain', null, { timeout: 15000 });
   assert.equal(await page.textContent('#preview pre'), html);
   assert.equal(await page.evaluate(() => window.ranFromFile), undefined, 'the file\'s script did not run');
+  // Even opened directly (not through the download attribute), the link is a download, never
+  // a page of the relay's origin.
   const href = await page.getAttribute('#download', 'href');
-  const type = await page.evaluate(async (url) => (await fetch(url)).headers.get('content-type'), href);
-  assert.equal(type, 'application/octet-stream', 'downloads are never served as a page');
+  const downloads = [];
+  // (Chromium hands the download to the opener and closes the tab it opened.)
+  page.on('download', (d) => downloads.push(d));
+  page.context().on('page', (popup) => popup.on('download', (d) => downloads.push(d)));
+  await page.evaluate((url) => { window.open(url); }, href);
+  for (let tries = 0; downloads.length === 0; tries += 1) {
+    assert.ok(tries < 150, 'opening the download link downloads it');
+    await sleep(100);
+  }
+  const saved = path.join(work, 'page-download.html');
+  await downloads[0].saveAs(saved);
+  assert.equal(readFileSync(saved, 'utf8'), html, 'the download holds the file\'s bytes');
+  for (const other of page.context().pages()) {
+    assert.equal(await other.evaluate(() => window.ranFromFile), undefined, 'nothing ran in any tab');
+  }
 
   assert.deepEqual(pageErrors, [], 'no page errors (a CSP violation would be one)');
   await page.screenshot({ path: path.join(artifacts, 'flagged.png'), fullPage: true });

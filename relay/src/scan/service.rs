@@ -163,9 +163,11 @@ impl ScanService {
             if self.store.verdict(user, content)?.is_some() {
                 continue;
             }
-            let chunks = match &file.body {
-                ContentBody::Inline(manifest) => manifest.entries.iter().map(|e| e.id).collect(),
-                ContentBody::Blob(id) => self.store.manifest_chunks(user, *id)?,
+            let (chunks, manifest) = match &file.body {
+                ContentBody::Inline(manifest) => {
+                    (manifest.entries.iter().map(|e| e.id).collect(), None)
+                }
+                ContentBody::Blob(id) => (self.store.manifest_chunks(user, *id)?, Some(*id)),
                 ContentBody::Symlink(_) => continue,
             };
             new.push((
@@ -174,6 +176,7 @@ impl ScanService {
                     verdict: pending(),
                     size: file.size,
                     chunks,
+                    manifest,
                     sha256: None,
                     signatures: None,
                     released: false,
@@ -349,6 +352,17 @@ impl ScanService {
         };
         if record.released {
             return Ok(false);
+        }
+        if record.chunks.is_empty()
+            && let Some(manifest) = record.manifest
+        {
+            // A change can name a manifest before it is uploaded: never scan that as empty.
+            record.chunks = self.store.manifest_chunks(user, manifest).map_err(read)?;
+            if record.chunks.is_empty() {
+                return Err(ScanError::Read(format!(
+                    "manifest {manifest} is not stored yet"
+                )));
+            }
         }
         let signatures = self.current_signatures();
         let mut scanners: Vec<&dyn Scanner> = vec![&self.deny];

@@ -21,6 +21,8 @@ pub struct VerdictRecord {
     pub size: u64,
     /// Its chunks in order.
     pub chunks: Vec<ChunkId>,
+    /// The manifest blob listing them (large files), read again if it was not stored yet.
+    pub manifest: Option<ChunkId>,
     /// SHA-256 of the whole file, once a scan has read it.
     pub sha256: Option<[u8; 32]>,
     /// clamd's `VERSION` answer (engine and signature database) at the last scan.
@@ -104,6 +106,7 @@ mod tests {
             },
             size: 5,
             chunks: vec![ChunkId([2; 32])],
+            manifest: None,
             sha256: None,
             signatures: None,
             released: false,
