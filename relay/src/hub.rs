@@ -209,6 +209,9 @@ impl Hub {
         // What the changes Automerge accepted reference, read as they were applied.
         let taken = f.doc.take_refs();
         let refs = self.expand(user, &taken);
+        // New versions are recorded for the scan (under `hold`, refused from now on) before the
+        // change is stored: a version stored is never one the scan does not know of.
+        let new_versions = self.scan.record(user, &taken.files)?;
         let increment = f.doc.save_incremental();
         if !increment.is_empty() {
             // Durable (and checked against revocation in the same transaction) before any
@@ -222,9 +225,7 @@ impl Hub {
                 f.log_entries = 1;
             }
         }
-        // New versions are recorded for the scan (under `hold`, refused from now on) before
-        // any device hears of them.
-        self.scan.enqueue(user, &taken.files)?;
+        self.scan.queue(user, new_versions);
         send_all(state, folder, out);
         Ok(())
     }

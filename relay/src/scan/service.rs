@@ -152,12 +152,13 @@ impl ScanService {
     }
 
     /// Records the versions an accepted change names that have no verdict yet as pending
-    /// (durably) and queues them. Called before the change is acknowledged or pushed.
-    pub fn enqueue(
+    /// (durably); returns them for [`ScanService::queue`]. Called before the change is stored,
+    /// acknowledged or pushed.
+    pub fn record(
         &self,
         user: &str,
         files: &BTreeMap<ChunkId, FileVersion>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<ChunkId>, StoreError> {
         let mut new = Vec::new();
         for (&content, file) in files {
             if self.store.verdict(user, content)?.is_some() {
@@ -184,7 +185,7 @@ impl ScanService {
             ));
         }
         if new.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.store.put_verdicts(user, &new)?;
         let mut told = Vec::new();
@@ -195,12 +196,19 @@ impl ScanService {
                     verdict: record.verdict.clone(),
                 });
             }
-            let _ = self.jobs.send((user.to_owned(), *content));
         }
         if !told.is_empty() {
             let _ = self.tell.send((user.to_owned(), told));
         }
-        Ok(())
+        Ok(new.into_iter().map(|(content, _)| content).collect())
+    }
+
+    /// Queues recorded versions for the workers, once the change naming them is stored (its
+    /// blob references with it: the scan reads chunks as a device would).
+    pub fn queue(&self, user: &str, contents: Vec<ChunkId>) {
+        for content in contents {
+            let _ = self.jobs.send((user.to_owned(), content));
+        }
     }
 
     /// Why `chunk` is not served to `user`'s devices, if it is not.
