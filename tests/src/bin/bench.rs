@@ -13,7 +13,9 @@
 //! bursts of same-size rewrites, W3 1-byte insert, W4 source tree
 //! upgrade, W5 100,000 files, I1 an idle daemon's CPU (and after every file is read). Relay
 //! workloads: R1 idle connections (1,000; `R1-10k` 10,000), R2 fan-out to 100 devices, R3 relay
-//! disk usage after 2 GiB. `--quick` shrinks every workload
+//! disk usage after 2 GiB. Malware-scan workloads (named only, not in `all`: they need
+//! `clamav-daemon` and `clamdscan`): S1 scan throughput next to `clamdscan`, S2 relay memory
+//! while scanning 1 GiB, S3 W2 under `flag` and `hold` (`bench/scan.rs`). `--quick` shrinks every workload
 //! (a smoke run, not figures for BENCHMARKS.md).
 
 use std::path::{Path, PathBuf};
