@@ -75,6 +75,20 @@ pub struct Cli {
     /// (`[scan-policy-accounts]`).
     #[arg(long, global = true, value_enum)]
     pub scan_policy: Option<crate::scan::ScanPolicy>,
+    /// One account's scan policy, as USER=flag or USER=hold (repeatable; adds to and overrides
+    /// the config file's `[scan-policy-accounts]`).
+    #[arg(long, global = true, value_parser = account_policy)]
+    pub scan_policy_account: Vec<(String, crate::scan::ScanPolicy)>,
+}
+
+/// `USER=flag|hold`.
+fn account_policy(text: &str) -> Result<(String, crate::scan::ScanPolicy), String> {
+    let (user, policy) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: use USER=flag or USER=hold"))?;
+    let policy = <crate::scan::ScanPolicy as clap::ValueEnum>::from_str(policy, false)
+        .map_err(|_| format!("{policy:?}: the policy is flag or hold"))?;
+    Ok((user.to_owned(), policy))
 }
 
 /// The subcommands.

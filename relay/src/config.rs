@@ -149,7 +149,11 @@ impl Settings {
                 .scan_policy
                 .or(file.scan_policy)
                 .unwrap_or(scan_defaults.policy),
-            accounts: file.scan_policy_accounts,
+            accounts: file
+                .scan_policy_accounts
+                .into_iter()
+                .chain(cli.scan_policy_account.iter().cloned())
+                .collect(),
             deny_list: cli.deny_list.clone().or(file.deny_list),
             clamd: cli.clamd.clone().or(file.clamd),
             clamd_max_stream: cli
@@ -240,11 +244,17 @@ mod tests {
         let settings = resolve(
             "scan-policy = \"hold\"\nclamd = \"tcp:127.0.0.1:3310\"\n\
              [scan-policy-accounts]\nbob = \"flag\"\n",
-            &["--clamd", "unix:/tmp/c.sock"],
+            &[
+                "--clamd",
+                "unix:/tmp/c.sock",
+                "--scan-policy-account",
+                "carol=hold",
+            ],
         )
         .unwrap();
         assert_eq!(settings.scan.policy, ScanPolicy::Hold);
         assert_eq!(settings.scan.accounts.get("bob"), Some(&ScanPolicy::Flag));
+        assert_eq!(settings.scan.accounts.get("carol"), Some(&ScanPolicy::Hold));
         assert_eq!(
             settings.scan.clamd,
             Some(ClamdAddr::Unix("/tmp/c.sock".into()))
