@@ -98,6 +98,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_record_encodes_byte_exact() {
+        let record = VerdictRecord {
+            verdict: Verdict::Clean,
+            size: 300,
+            chunks: vec![ChunkId([2; 32])],
+            manifest: None,
+            sha256: Some([9; 32]),
+            signatures: Some("v".into()),
+            released: true,
+        };
+        // Clean (0), size 300 as a varint, one chunk, no manifest, the SHA-256, "v", released.
+        let mut expected = vec![0, 0xac, 0x02, 1];
+        expected.extend([2; 32]);
+        expected.extend([0, 1]);
+        expected.extend([9; 32]);
+        expected.extend([1, 1, b'v', 1]);
+        assert_eq!(crate::store::encode(&record).unwrap(), expected);
+    }
+
+    #[test]
     fn verdicts_are_kept_per_user_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let record = VerdictRecord {

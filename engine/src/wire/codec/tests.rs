@@ -250,3 +250,32 @@ fn scan_messages_roundtrip() {
         "Unscanned { too large }"
     );
 }
+
+#[test]
+fn chunk_refused_frame_is_byte_exact() {
+    let frame = encode_server(&ServerMessage::ChunkRefused {
+        id: ChunkId([3; 32]),
+        content: ChunkId([1; 32]),
+        verdict: Verdict::Flagged {
+            engine: "e".into(),
+            signature: "s".into(),
+        },
+    });
+    // Variant 15 of `ServerMessage` (after `Pong`), the two ids, `Flagged` (variant 1) and its
+    // two strings.
+    let mut expected = vec![0, 1, 15];
+    expected.extend([3; 32]);
+    expected.extend([1; 32]);
+    expected.extend([1, 1, b'e', 1, b's']);
+    assert_eq!(frame, expected);
+    let pending = encode_server(&ServerMessage::Verdicts(vec![ContentVerdict {
+        content: ChunkId([2; 32]),
+        verdict: Verdict::Unscanned {
+            reason: UnscannedReason::Pending,
+        },
+    }]));
+    let mut expected = vec![0, 1, 14, 1];
+    expected.extend([2; 32]);
+    expected.extend([2, 0]);
+    assert_eq!(pending, expected);
+}
