@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use cloud3_engine::chunk::Manifest;
@@ -25,6 +25,7 @@ use crate::error::AgentError;
 use crate::hasher;
 use crate::nofollow::{self, Renamed};
 use crate::partial;
+use crate::room::{self, Room};
 use crate::syncer::{LocalChunks, Syncer, add_local_chunks, chunk_list, kind_byte, now_ns};
 use crate::transfer::Link;
 use crate::walk::{self, Stat};
@@ -54,8 +55,13 @@ pub async fn apply(
     mut link: Option<&mut Link>,
     actions: Vec<FileAction>,
 ) -> Result<Applied, AgentError> {
+    // Nothing is written into a folder that is no longer this device's (an unmounted disk's
+    // mount point would fill the wrong disk).
+    syncer.check_root()?;
     let mut applied = Applied::default();
     let mut writes = Vec::new();
+    // Filled again by the writes below (see `room`).
+    syncer.no_room.clear();
     // Directories made are indexed together, one commit per run of up to `DIR_BATCH` rather
     // than per directory (a folder of 10,000 directories paid 10,000 commits); a directory made
     // but not indexed when the agent stops is adopted by the next scan as the document's node at
@@ -233,6 +239,15 @@ async fn write_files(
     local: &mut LocalChunks,
 ) -> Result<(usize, usize), AgentError> {
     let tmp_dir = syncer.state.tmp_dir();
+    let reserve = syncer
+        .config
+        .min_free_mib
+        .map(|mib| mib.saturating_mul(1 << 20));
+    let mut room = Room::measure(&tmp_dir, reserve);
+    // Files given up for want of room: before they start (`room`), or when a write finds the
+    // disk full.
+    let mut given_up: HashSet<usize> = HashSet::new();
+    let mut full: HashSet<usize> = HashSet::new();
     // Resolve manifests (fetching blob manifests when needed).
     let mut manifests = Vec::with_capacity(group.len());
     for write in group {
@@ -270,6 +285,29 @@ async fn write_files(
         } else {
             tmp_dir.join(format!("{}-{idx}", write.node.to_key()))
         };
+        // Bytes a partial download already holds need no more room.
+        let allocated = if resumable {
+            fs::metadata(&temp_path).map_or(0, |m| (m.blocks() * 512).min(manifest.size()))
+        } else {
+            0
+        };
+        let needed = manifest.size() - allocated;
+        if room.take(needed).is_err() {
+            // Not started; a partial download of it is given up too, its bytes back to the
+            // disk for the files that fit.
+            let _ = fs::remove_file(&temp_path);
+            let missing = room.missing(&write.path, manifest.size(), needed);
+            tracing::warn!(
+                path = write.path,
+                size = missing.size,
+                short_by = missing.short_by,
+                "no room on the disk for this file: not downloading it until there is"
+            );
+            syncer.no_room.push(missing);
+            given_up.insert(idx);
+            temps.push(None);
+            continue;
+        }
         let (file, held) = if resumable {
             partial::open(&temp_path, manifest)?
         } else {
@@ -309,7 +347,7 @@ async fn write_files(
             hasher::read_chunk(&syncer.root, path, *offset, *len, hasher::Expect::Id(id))
         }) {
             Some(raw) => {
-                write_places(&temps, places, &raw)?;
+                write_places(&temps, places, &raw, &mut full)?;
                 flushing.written(&temps, places)?;
             }
             None => remote_ids.push(id),
@@ -323,7 +361,7 @@ async fn write_files(
             Some(link) => {
                 link.fetch(&remote_ids, |id, raw| {
                     if let Some(places) = wanted.get(&id) {
-                        write_places(&temps, places, &raw)?;
+                        write_places(&temps, places, &raw, &mut full)?;
                         flushing.written(&temps, places)?;
                     }
                     Ok(())
@@ -359,8 +397,21 @@ async fn write_files(
     let (mut done, mut skipped) = (0, 0);
     let mut batch = Batch::default();
     let mut renamed = Renamed::default();
+    let after = (!full.is_empty()).then(|| Room::measure(&tmp_dir, reserve));
     for (idx, (write, temp)) in group.iter().zip(temps).enumerate() {
         let manifest = &manifests[idx];
+        if given_up.contains(&idx) {
+            continue;
+        }
+        if let (Some(after), Some((temp_path, _))) = (&after, &temp)
+            && full.contains(&idx)
+        {
+            // Ran out of space while written: its partial bytes (resumable or not) are removed.
+            let _ = fs::remove_file(temp_path);
+            let size = write.content.size;
+            syncer.no_room.push(after.missing(&write.path, size, size));
+            continue;
+        }
         let installed = match (&write.content.body, temp, manifest) {
             (ContentBody::Symlink(target), _, _) => {
                 skip_unsafe(install_symlink(syncer, write, target, &mut renamed))?.flatten()
@@ -524,15 +575,28 @@ fn sync_data(temps: &[Option<(PathBuf, File)>]) -> Result<(), AgentError> {
     Ok(())
 }
 
+/// Writes a chunk at each of its places. A file whose write finds the disk full is given up
+/// (`full`): emptied at once, so its bytes go back to the disk for the rest of the group.
 fn write_places(
     temps: &[Option<(PathBuf, File)>],
     places: &[(usize, u64)],
     raw: &[u8],
+    full: &mut HashSet<usize>,
 ) -> Result<(), AgentError> {
     for (idx, offset) in places {
+        if full.contains(idx) {
+            continue;
+        }
         if let Some((path, file)) = &temps[*idx] {
-            file.write_all_at(raw, *offset)
-                .map_err(|e| AgentError::io("write", path, e))?;
+            match file.write_all_at(raw, *offset) {
+                Ok(()) => {}
+                Err(e) if room::is_out_of_space(&e) => {
+                    tracing::warn!(path = %path.display(), "the disk is full: giving this download up");
+                    let _ = file.set_len(0);
+                    full.insert(*idx);
+                }
+                Err(e) => return Err(AgentError::io("write", path, e)),
+            }
         }
     }
     Ok(())

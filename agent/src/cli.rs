@@ -101,6 +101,16 @@ pub enum Command {
         #[command(flatten)]
         dir: DirArg,
     },
+    /// Send the deletions held back because one scan would have deleted much of the folder
+    /// (see `cloud3 status`); putting the files back instead cancels them.
+    ConfirmDeletes {
+        /// Cancel them instead: write the entries back from the relay (nothing is deleted).
+        #[arg(long)]
+        undo: bool,
+        /// Folder selection.
+        #[command(flatten)]
+        dir: DirArg,
+    },
     /// Bring back a deleted file, or an earlier version of a file.
     Restore {
         /// The file, relative to the folder.

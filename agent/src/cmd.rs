@@ -1,5 +1,6 @@
 //! One file per subcommand; [`run`] dispatches.
 
+mod confirm_deletes;
 mod devices;
 mod history;
 mod init;
@@ -50,6 +51,7 @@ pub fn run(cli: Cli) -> Result<(), AgentError> {
         Command::History { path, dir } => history::run(&dir.dir, &path),
         Command::Restore { path, version, dir } => history::restore(&dir.dir, &path, version),
         Command::Quarantine { action } => quarantine::run(action),
+        Command::ConfirmDeletes { undo, dir } => confirm_deletes::run(&dir.dir, undo),
     }
 }
 

@@ -76,6 +76,10 @@ pub enum Request {
     Devices,
     /// Scan now, and answer once the relay holds exactly this device's document.
     Sync,
+    /// Send the deletions the mass-delete guard holds back.
+    ConfirmDeletes,
+    /// Bring back the entries whose deletion the mass-delete guard holds back.
+    UndoDeletes,
 }
 
 /// What the daemon answers.
@@ -86,7 +90,8 @@ pub enum Reply {
     Accepted,
     /// The live status and what is transferring now.
     Status {
-        /// Connection, pending work, online devices, last error.
+        /// Connection, pending work, devices, conflicts, last error (boxed: the largest
+        /// answer by far).
         status: Box<Status>,
         /// Transfers in progress.
         transfers: Transfers,
@@ -109,6 +114,22 @@ pub enum Reply {
     },
     /// The folder and the relay agree.
     Synced,
+    /// The held entries are written again (`synced`), or will be once the relay is
+    /// reachable (offline, when this device lacks their bytes).
+    DeletesUndone {
+        /// How many entries come back.
+        count: usize,
+        /// Whether they are all written.
+        synced: bool,
+    },
+    /// The held deletions are in the document. `synced`: sent to the relay too; else the
+    /// daemon is offline and sends them when the relay returns.
+    DeletesConfirmed {
+        /// How many deletions were recorded.
+        count: usize,
+        /// Whether the relay has them.
+        synced: bool,
+    },
     /// The request failed.
     Error {
         /// Why.
@@ -244,13 +265,87 @@ impl Control {
                     self.after_event(session, syncer);
                 }
                 None => {
-                    let _ = reply.send(Reply::Error {
-                        message: "the daemon is offline (the relay is unreachable); \
-                                  it syncs when the relay returns"
-                            .into(),
-                    });
+                    let full = self
+                        .status
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .relay_storage_full;
+                    let message = if full {
+                        AgentError::RelayFull.to_string()
+                    } else {
+                        "the daemon is offline (the relay is unreachable); \
+                         it syncs when the relay returns"
+                            .into()
+                    };
+                    let _ = reply.send(Reply::Error { message });
                 }
             },
+            Request::ConfirmDeletes => {
+                syncer.confirm_deletes = true;
+                let changed = match syncer.scan(&Default::default()) {
+                    Ok(changed) => changed,
+                    Err(error) => {
+                        let _ = reply.send(error_reply(&error));
+                        return Err(error);
+                    }
+                };
+                let count = syncer.last_scan_deletes;
+                tracing::info!(count, "deletions confirmed on request");
+                match session {
+                    Some(session) => {
+                        let sent = session.scanned(syncer, changed).await;
+                        let _ = reply.send(match &sent {
+                            Ok(()) => Reply::DeletesConfirmed {
+                                count,
+                                synced: true,
+                            },
+                            Err(error) => error_reply(error),
+                        });
+                        sent?;
+                    }
+                    None => {
+                        let _ = reply.send(Reply::DeletesConfirmed {
+                            count,
+                            synced: false,
+                        });
+                    }
+                }
+            }
+            Request::UndoDeletes => {
+                let count = match syncer.undo_deletes() {
+                    Ok(count) => count,
+                    Err(error) => {
+                        let _ = reply.send(error_reply(&error));
+                        return Err(error);
+                    }
+                };
+                tracing::info!(count, "held deletions undone on request");
+                match session {
+                    Some(session) => {
+                        let written = session.materialise(syncer).await;
+                        let _ = reply.send(match &written {
+                            Ok(()) => Reply::DeletesUndone {
+                                count,
+                                synced: true,
+                            },
+                            Err(error) => error_reply(error),
+                        });
+                        written?;
+                    }
+                    None => {
+                        // Offline: what local chunks can rebuild is written now, the rest
+                        // when the relay returns.
+                        let actions = syncer.plan();
+                        if let Err(error) = crate::apply::apply(syncer, None, actions).await {
+                            tracing::warn!(%error, "cannot write the entries back yet");
+                        }
+                        let _ = reply.send(Reply::DeletesUndone {
+                            count,
+                            synced: false,
+                        });
+                    }
+                }
+            }
             Request::Devices => match session {
                 Some(session) => {
                     if let Err(error) = session.link.send(&ClientMessage::ListDevices).await {
@@ -271,18 +366,15 @@ impl Control {
         Ok(())
     }
 
-    /// Takes a relay message a request waits for (the device list); gives any other back.
-    pub fn take(&mut self, message: ServerMessage) -> Option<ServerMessage> {
-        match message {
-            ServerMessage::Devices(devices) if !self.devices_waiting.is_empty() => {
-                for waiting in self.devices_waiting.drain(..) {
-                    let _ = waiting.send(Reply::Devices {
-                        devices: devices.clone(),
-                    });
-                }
-                None
+    /// Answers the requests waiting for a relay message (the device list). The message goes on
+    /// to the session too (the device list names the devices in `status`).
+    pub fn take(&mut self, message: &ServerMessage) {
+        if let ServerMessage::Devices(devices) = message {
+            for waiting in self.devices_waiting.drain(..) {
+                let _ = waiting.send(Reply::Devices {
+                    devices: devices.clone(),
+                });
             }
-            other => Some(other),
         }
     }
 
@@ -420,9 +512,12 @@ fn live_status(status: &Mutex<Status>, activity: &Activity) -> Reply {
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     let transfers = activity.snapshot();
-    // The download figures come from the transfer in progress (the status file has none).
-    status.pending_downloads = transfers.download_files;
-    status.pending_download_bytes = transfers.download_bytes;
+    // The download figures and the progress come from the transfers in progress (the status
+    // file has none).
+    status.pending.download_files = transfers.download_files;
+    status.pending.download_bytes = transfers.download_bytes;
+    status.pending.downloaded_bytes = transfers.downloaded_bytes;
+    status.pending.uploaded_bytes = transfers.uploaded_bytes;
     Reply::Status {
         status: Box::new(status),
         transfers,

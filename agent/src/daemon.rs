@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cloud3_engine::tree::name::conflict_original;
 use cloud3_engine::wire::{ServerMessage, Verdict};
 
 use crate::cmd::Folder;
@@ -16,8 +17,8 @@ use crate::control::{self, Control};
 use crate::error::AgentError;
 use crate::session::{QUIET_TIMEOUT, Session};
 use crate::state::STATE_DIR;
-use crate::status::{Status, StatusFile};
-use crate::syncer::Syncer;
+use crate::status::{ConflictCopy, Status, StatusFile};
+use crate::syncer::{BlobSource, Syncer};
 use crate::transfer::Link;
 use crate::watch::FolderWatch;
 
@@ -30,6 +31,10 @@ const UNSETTLED_TRIES: u32 = 25;
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Shortest wait before uploading again to a relay whose storage was full (then doubling to
+/// [`MAX_BACKOFF`]): its operator has to free space first.
+const RELAY_FULL_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What woke the daemon.
 enum Event {
@@ -49,10 +54,7 @@ enum Event {
 pub async fn sync_once(folder: Folder) -> Result<Status, AgentError> {
     let root = folder_root(&folder);
     let mut syncer = Syncer::open(&root, folder.config.clone(), folder.key.device_id())?;
-    let mut status = Status {
-        pid: std::process::id(),
-        ..Status::default()
-    };
+    let mut status = Status::resumed(&syncer.state);
     recover(&mut syncer).await?;
     syncer.scan(&HashSet::new())?;
     let connection = folder.connect().await?;
@@ -83,9 +85,9 @@ pub async fn sync_once(folder: Folder) -> Result<Status, AgentError> {
         session.handle(&mut syncer, message, &mut status).await?;
     }
     session.materialise(&mut syncer).await?;
-    status.last_sync = Some(crate::syncer::wall_now().0);
+    status.sync.last_in_sync = Some(crate::syncer::wall_now().0);
     fill_status(&mut syncer, &mut status);
-    status.connected = false;
+    status.offline(crate::syncer::wall_now().0);
     status.save(&syncer.state)?;
     session.link.close().await;
     Ok(status)
@@ -98,10 +100,7 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
     let mut syncer = Syncer::open(&root, folder.config.clone(), folder.key.device_id())?;
     // Bound only now that this process holds the folder's database.
     let mut control = Control::start(&syncer.state)?;
-    let mut status = Status {
-        pid: std::process::id(),
-        ..Status::default()
-    };
+    let mut status = Status::resumed(&syncer.state);
     let debounce = Duration::from_millis(folder.config.debounce_ms);
     let mut watch = FolderWatch::start(&root, debounce)?;
     let rescan_every = Duration::from_millis(folder.config.rescan_interval_ms.max(1000));
@@ -112,7 +111,7 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
     syncer.scan(&HashSet::new())?;
     let mut backoff = Duration::from_millis(200);
     loop {
-        status.connected = false;
+        status.offline(crate::syncer::wall_now().0);
         fill_status(&mut syncer, &mut status);
         status_file.save(&status, &syncer.state)?;
         control.publish(&status);
@@ -135,10 +134,23 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
         let mut session = match session {
             Ok(session) => session,
             Err(
-                error @ (AgentError::Revoked | AgentError::AuthRefused(_) | AgentError::Tls { .. }),
+                error @ (AgentError::Revoked
+                | AgentError::AuthRefused(_)
+                | AgentError::Tls { .. }
+                | AgentError::FolderGone { .. }),
             ) => return Err(error),
             Err(error) => {
-                tracing::warn!(%error, ?backoff, "relay unreachable, working offline");
+                if matches!(error, AgentError::RelayFull) {
+                    // Uploads wait for the relay's operator: no retry storm.
+                    backoff = backoff.max(RELAY_FULL_BACKOFF);
+                    status.relay_storage_full = true;
+                    tracing::warn!(
+                        ?backoff,
+                        "relay storage full: uploads wait, working offline meanwhile"
+                    );
+                } else {
+                    tracing::warn!(%error, ?backoff, "relay unreachable, working offline");
+                }
                 status.last_error = Some(error.to_string());
                 let wake = tokio::time::sleep(jitter(backoff));
                 tokio::pin!(wake);
@@ -165,6 +177,8 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
         backoff = Duration::from_millis(200);
         status.connected = true;
         status.last_error = None;
+        // The session's start uploaded everything pending.
+        status.relay_storage_full = false;
         session.materialise(&mut syncer).await?;
         let mut rescan = tokio::time::interval(rescan_every);
         rescan.tick().await;
@@ -185,9 +199,8 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
                 };
                 match event {
                     Event::Message(message) => {
-                        if let Some(message) = control.take(message) {
-                            session.handle(&mut syncer, message, &mut status).await?;
-                        }
+                        control.take(&message);
+                        session.handle(&mut syncer, message, &mut status).await?;
                     }
                     Event::Control(pending) => {
                         control
@@ -215,13 +228,18 @@ pub async fn run(folder: Folder) -> Result<(), AgentError> {
         match outcome {
             Ok(()) => {
                 session.link.close().await;
-                status.connected = false;
+                status.offline(crate::syncer::wall_now().0);
                 status_file.save(&status, &syncer.state)?;
                 return Ok(());
             }
-            Err(error @ (AgentError::Revoked | AgentError::AuthRefused(_))) => return Err(error),
+            Err(
+                error @ (AgentError::Revoked
+                | AgentError::AuthRefused(_)
+                | AgentError::FolderGone { .. }),
+            ) => return Err(error),
             Err(error) => {
                 tracing::warn!(%error, "connection lost, reconnecting");
+                status.relay_storage_full = matches!(error, AgentError::RelayFull);
                 status.last_error = Some(error.to_string());
                 if syncer.doc.is_broken() {
                     drop(session);
@@ -245,15 +263,56 @@ async fn recover(syncer: &mut Syncer) -> Result<(), AgentError> {
 fn fill_status(syncer: &mut Syncer, status: &mut Status) {
     status.waiting_to_join = !syncer.joined;
     status.scan = scan_status(syncer);
-    status.pending_uploads = syncer.pending.len();
-    status.pending_upload_bytes = syncer
-        .pending
-        .values()
-        .map(|source| match source {
-            crate::syncer::BlobSource::File { len, .. } => u64::from(*len),
-            crate::syncer::BlobSource::Bytes(bytes) => bytes.len() as u64,
+    status.paused_deletes = syncer.paused_deletes.len();
+    status.paused_delete_paths = syncer
+        .paused_deletes
+        .iter()
+        .take(crate::status::PAUSED_EXAMPLES)
+        .cloned()
+        .collect();
+    status.name_clashes_total = syncer.name_notes.len();
+    status.name_clashes = syncer
+        .name_notes
+        .iter()
+        .take(crate::status::NAME_EXAMPLES)
+        .cloned()
+        .collect();
+    status.no_room = syncer.no_room.clone();
+    let mut files = HashSet::new();
+    let mut bytes = 0;
+    for source in syncer.pending.values() {
+        bytes += match source {
+            BlobSource::File { path, len, .. } => {
+                files.insert(path.as_str());
+                u64::from(*len)
+            }
+            BlobSource::Bytes(bytes) => bytes.len() as u64,
+        };
+    }
+    status.pending.upload_files = files.len();
+    status.pending.upload_bytes = bytes;
+    status.conflicts = conflict_copies(syncer.index.keys());
+}
+
+/// The conflict copies among the folder's paths, each with the path of its original.
+fn conflict_copies<'a>(paths: impl Iterator<Item = &'a String>) -> Vec<ConflictCopy> {
+    paths
+        .filter(|path| !path.starts_with(STATE_DIR))
+        .filter_map(|path| {
+            let (dir, name) = match path.rsplit_once('/') {
+                Some((dir, name)) => (Some(dir), name),
+                None => (None, path.as_str()),
+            };
+            let original = conflict_original(name)?;
+            Some(ConflictCopy {
+                copy: path.clone(),
+                original: match dir {
+                    Some(dir) => format!("{dir}/{original}"),
+                    None => original,
+                },
+            })
         })
-        .sum();
+        .collect()
 }
 
 /// The scan's verdicts on the folder's current files, and what sits in quarantine.

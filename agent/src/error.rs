@@ -71,6 +71,9 @@ pub enum AgentError {
     /// The relay speaks another protocol version.
     #[error("the relay does not support this protocol version: {0}")]
     UnsupportedVersion(String),
+    /// The relay's storage is full: it stores no new blobs for now.
+    #[error("relay storage full: uploads wait until the relay has room again")]
+    RelayFull,
     /// The relay answered a request with an error.
     #[error("the relay refused: {0}")]
     Refused(String),
@@ -91,6 +94,16 @@ pub enum AgentError {
         path: PathBuf,
         /// Why.
         message: String,
+    },
+    /// The folder no longer looks like the one this device synced: its root marker
+    /// (`.cloud3/`) is gone or the root is another directory (a disk that is not mounted, a
+    /// folder replaced). Syncing stops instead of deleting everything elsewhere.
+    #[error("stopped syncing {}: {reason}; nothing was deleted (is its disk mounted?)", root.display())]
+    FolderGone {
+        /// The folder's root.
+        root: PathBuf,
+        /// What no longer matches.
+        reason: String,
     },
     /// The running daemon could not do what the command asked (its reason).
     #[error("{0}")]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cloud3_engine::ids::{DeviceId, FolderId};
 use cloud3_engine::session::DocOutgoing;
-use cloud3_engine::wire::{ContentVerdict, ServerMessage, Verdict};
+use cloud3_engine::wire::{ClientMessage, ContentVerdict, ServerMessage, Verdict};
 
 use crate::apply;
 use crate::error::AgentError;
@@ -36,6 +36,8 @@ pub struct Session {
     /// Other devices of the user online now.
     pub online: Vec<DeviceId>,
     folder: FolderId,
+    /// Document changes were sent that the relay has not yet shown it holds.
+    unacknowledged: bool,
 }
 
 impl Session {
@@ -49,10 +51,13 @@ impl Session {
             relay_heads: None,
             online: Vec::new(),
             folder: FolderId(syncer.config.folder.clone()),
+            unacknowledged: false,
         };
         session.upload(syncer).await?;
         let out = syncer.relay.start(&mut syncer.doc);
         session.send_doc(syncer, out).await?;
+        // The account's devices by name, for `status` (answered with `Devices`).
+        session.link.send(&ClientMessage::ListDevices).await?;
         Ok(session)
     }
 
@@ -90,6 +95,7 @@ impl Session {
                 self.send_doc(syncer, out).await?;
                 syncer.persist()?;
                 self.join_when_caught_up(syncer).await?;
+                self.note_agreement(syncer, status);
             }
             ServerMessage::DocChanges { folder, changes } if folder == self.folder => {
                 // Record local edits first, so they are concurrent with what arrives.
@@ -123,11 +129,20 @@ impl Session {
                 self.send_doc(syncer, out).await?;
                 self.materialise(syncer).await?;
                 self.join_when_caught_up(syncer).await?;
-                status.last_sync = Some(crate::syncer::wall_now().0);
+                status.sync.last_download = Some(crate::syncer::wall_now().0);
+                self.note_agreement(syncer, status);
             }
             ServerMessage::Presence { online } => {
+                status.presence(&online, crate::syncer::wall_now().0);
                 self.online = online;
-                status.online = self.online.iter().map(|d| d.short().to_string()).collect();
+                if status.unnamed_devices() {
+                    // Names (and devices never seen online) come from the relay's list.
+                    self.link.send(&ClientMessage::ListDevices).await?;
+                }
+            }
+            ServerMessage::Devices(list) => {
+                let me = syncer.device.short().to_string();
+                status.device_list(&list, &me, crate::syncer::wall_now().0);
             }
             ServerMessage::Error { code, message } => {
                 tracing::warn!(?code, message, "relay reported an error");
@@ -173,6 +188,18 @@ impl Session {
         Ok(cleared)
     }
 
+    /// Records when the folder and the relay agree, and when the relay has shown it holds
+    /// changes this device sent.
+    fn note_agreement(&mut self, syncer: &mut Syncer, status: &mut Status) {
+        if self.in_sync(syncer) {
+            let now = crate::syncer::wall_now().0;
+            status.sync.last_in_sync = Some(now);
+            if std::mem::take(&mut self.unacknowledged) {
+                status.sync.last_upload = Some(now);
+            }
+        }
+    }
+
     /// Joins the folder once this device holds every change the relay last reported, with the
     /// first scan (now against everything the relay had: files this folder already held that
     /// the document has too are the document's nodes).
@@ -201,6 +228,7 @@ impl Session {
             let actions = syncer.plan();
             if actions.is_empty() {
                 syncer.skipped_actions = false;
+                syncer.no_room.clear();
                 // Nothing left to download: no partial download is wanted any more.
                 return crate::partial::clean(&syncer.state, None);
             }
@@ -230,12 +258,13 @@ impl Session {
 
     /// A local scan ran: what it recorded goes to the relay, and the disk is brought to the
     /// merged document (a recorded edit can call for a conflict copy or a move on disk, and
-    /// actions skipped earlier while a file was being written can now be done).
+    /// actions skipped earlier while a file was being written can now be done, and files the
+    /// disk had no room for may fit now).
     pub async fn scanned(&mut self, syncer: &mut Syncer, changed: bool) -> Result<(), AgentError> {
         if changed {
             self.push(syncer).await?;
         }
-        if changed || syncer.skipped_actions {
+        if changed || syncer.skipped_actions || !syncer.no_room.is_empty() {
             self.materialise(syncer).await?;
         }
         Ok(())
@@ -272,6 +301,7 @@ impl Session {
         for message in out {
             if matches!(message, DocOutgoing::Changes(_)) {
                 self.upload(syncer).await?;
+                self.unacknowledged = true;
             }
             self.link
                 .send(&message.into_client(self.folder.clone()))

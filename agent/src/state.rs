@@ -9,6 +9,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use cloud3_engine::auth::DeviceKey;
+use cloud3_engine::guard::DeleteGuard;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AgentError;
@@ -38,6 +39,36 @@ pub struct Config {
     /// system's roots, relative to `.cloud3/` (set by `cloud3 init --ca`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
+    /// Mass-delete guard: a scan's deletions are held until `cloud3 confirm-deletes` when they
+    /// are more than this many nodes (files, directories, symlinks)...
+    #[serde(default = "default_mass_delete_files")]
+    pub mass_delete_files: usize,
+    /// ... and more than this percentage of the folder's nodes.
+    #[serde(default = "default_mass_delete_percent")]
+    pub mass_delete_percent: u8,
+    /// MiB the folder's file system keeps free: a download that would take it below this is
+    /// not started (the file is reported in `status` until there is room). Unset: 1 % of the
+    /// file system, at most 1 GiB (see `room`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_free_mib: Option<u64>,
+}
+
+impl Config {
+    /// The mass-delete guard this configuration asks for.
+    pub fn delete_guard(&self) -> DeleteGuard {
+        DeleteGuard {
+            min_files: self.mass_delete_files,
+            min_percent: self.mass_delete_percent.min(100),
+        }
+    }
+}
+
+fn default_mass_delete_files() -> usize {
+    DeleteGuard::default().min_files
+}
+
+fn default_mass_delete_percent() -> u8 {
+    DeleteGuard::default().min_percent
 }
 
 fn default_folder() -> String {
@@ -216,6 +247,14 @@ mod tests {
         .unwrap();
         let config = state.load_config().unwrap();
         assert_eq!(config.folder, "default");
+        assert_eq!(
+            config.delete_guard(),
+            DeleteGuard {
+                min_files: 50,
+                min_percent: 25
+            },
+            "a config from before the guard gets its defaults"
+        );
         state.save_config(&config).unwrap();
         assert_eq!(state.load_config().unwrap(), config);
     }

@@ -15,7 +15,7 @@ use cloud3_engine::materialise::{self, FileAction};
 use cloud3_engine::scan::{DiskEntry, DocOp, Known, RemoteEntry, Scanner};
 use cloud3_engine::session::PeerSync;
 use cloud3_engine::time::WallTime;
-use cloud3_engine::tree::{Content, ContentBody, FolderDoc, NodeKind};
+use cloud3_engine::tree::{Content, ContentBody, DiskNames, FolderDoc, NodeKind};
 use cloud3_engine::wire::Verdict;
 use cloud3_engine::wire::limits::MAX_OPS_PER_CHANGE;
 
@@ -31,6 +31,10 @@ const RACY_NS: i128 = 2_000_000_000;
 
 /// Metadata key set once this device has joined the folder's document.
 const JOINED: &str = "joined";
+
+/// Metadata key: `[1]` while the mass-delete guard holds deletions back (see
+/// [`cloud3_engine::guard`]), so a restart keeps holding them.
+const DELETES_PAUSED: &str = "deletes_paused";
 
 /// A blob this device must upload before the document changes that reference it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -104,6 +108,29 @@ pub struct Syncer {
     /// Versions whose blobs the relay refuses (flagged, or held): not fetched until a verdict
     /// says they are clean.
     pub refused: HashSet<ChunkId>,
+    /// Paths whose deletion the mass-delete guard holds back (from the last scan): their index
+    /// entries stay, so nothing is deleted elsewhere and nothing is written back here.
+    pub paused_deletes: Vec<String>,
+    /// Whether the guard holds deletions back (persisted: a restart keeps holding them, and
+    /// while paused every deletion waits).
+    deletes_paused: bool,
+    /// The user confirmed the held deletions (`cloud3 confirm-deletes`): the next scan sends
+    /// them.
+    pub confirm_deletes: bool,
+    /// Deletions the last scan recorded in the document.
+    pub last_scan_deletes: usize,
+    /// The root as it was when the folder was opened (device and inode): another directory
+    /// there (a disk not mounted, a folder replaced) stops syncing.
+    root_identity: (u64, u64),
+    /// How this folder's file system compares names (probed once when the folder is opened).
+    pub disk_names: DiskNames,
+    /// Entries whose names another device cannot hold, or that this device holds under a
+    /// name of its own (`PATH: why`), from the last derived tree.
+    pub name_notes: Vec<String>,
+    /// Files the last materialise had no room for on the folder's disk (see `room`): planned
+    /// again by every scan, so they land once there is room, and forgotten once the document
+    /// no longer wants them.
+    pub no_room: Vec<crate::status::NoRoom>,
     db: LocalDb,
 }
 
@@ -130,6 +157,15 @@ impl Syncer {
         let pending = db.load_pending()?;
         // A device indexed before this flag existed has joined.
         let joined = db.meta(JOINED)?.is_some() || !index.is_empty();
+        let deletes_paused = db.meta(DELETES_PAUSED)?.is_some_and(|v| v == [1]);
+        let root_identity = identity(root)?;
+        let disk_names = probe_names(&state)?;
+        if disk_names == DiskNames::CaseInsensitive {
+            tracing::info!(
+                "this folder's file system does not tell names differing only in case apart: \
+                 such names are kept as \"(case clash N)\" copies here"
+            );
+        }
         clean_dir(&state.tmp_dir())?;
         crate::partial::clean(&state, Some(crate::partial::MAX_AGE))?;
         Ok(Syncer {
@@ -150,11 +186,68 @@ impl Syncer {
             hold: HashSet::new(),
             unsettled: HashSet::new(),
             skipped_actions: false,
+            no_room: Vec::new(),
             joined,
             verdicts: HashMap::new(),
             refused: HashSet::new(),
+            deletes_paused,
+            paused_deletes: Vec::new(),
+            confirm_deletes: false,
+            last_scan_deletes: 0,
+            root_identity,
+            disk_names,
+            name_notes: Vec::new(),
             db,
         })
+    }
+
+    /// Refuses to go on with a folder that is no longer the one this device synced: its root
+    /// gone, another directory in its place (an unmounted disk's empty mount point), or its
+    /// marker `.cloud3/` (config and key) missing. Scanning such a folder would delete
+    /// everything elsewhere; materialising into it would fill the wrong disk.
+    pub fn check_root(&self) -> Result<(), AgentError> {
+        let gone = |reason: String| AgentError::FolderGone {
+            root: self.root.clone(),
+            reason,
+        };
+        match identity(&self.root) {
+            Ok(now) if now == self.root_identity => {}
+            Ok(_) => {
+                return Err(gone(
+                    "another directory is in its place (device or inode changed)".into(),
+                ));
+            }
+            Err(_) => return Err(gone("the folder is gone".into())),
+        }
+        if !self.state.exists() {
+            return Err(gone(format!(
+                "its marker {} (config and device key) is missing",
+                self.state.root().display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether the mass-delete guard holds deletions back.
+    pub fn deletes_paused(&self) -> bool {
+        self.deletes_paused
+    }
+
+    /// Cancels the held deletions by bringing the entries back: a fresh scan finds what is
+    /// held now, then their index entries go, so the next plan writes them again like any
+    /// entry of the document this device lacks (from local chunks or the relay). Returns how
+    /// many entries come back.
+    pub fn undo_deletes(&mut self) -> Result<usize, AgentError> {
+        self.scan(&HashSet::new())?;
+        let held = std::mem::take(&mut self.paused_deletes);
+        let batch = Batch {
+            remove: held.clone(),
+            meta: vec![(DELETES_PAUSED, vec![0])],
+            ..Batch::default()
+        };
+        self.deletes_paused = false;
+        self.commit_batch(batch, false)?;
+        Ok(held.len())
     }
 
     /// This device's short id.
@@ -176,12 +269,17 @@ impl Syncer {
         }
         // A stale tree is not kept alive while the new one is derived.
         self.remote_cache = None;
-        let tree = self.doc.derive();
+        let tree = self.doc.derive_for(self.disk_names);
         for warning in tree.warnings() {
             if self.warned.insert(warning.clone()) {
                 tracing::warn!("{warning}");
             }
         }
+        self.name_notes = tree
+            .name_notes()
+            .iter()
+            .map(|note| format!("{}: {}", note.path, note.problem))
+            .collect();
         let remote = Arc::new(tree.into_remote_entries());
         self.remote_cache = heads.map(|heads| (heads, remote.clone()));
         remote
@@ -203,6 +301,7 @@ impl Syncer {
             tracing::debug!("not scanning before the folder's document arrives");
             return Ok(false);
         }
+        self.check_root()?;
         // Derived first: deriving a large document needs several times the memory of its
         // result, which is better spent before the walk and the scan's own maps exist.
         let remote = self.remote();
@@ -298,7 +397,38 @@ impl Syncer {
             device_name: &device_name,
             now: wall_now(),
         };
-        let result = scanner.scan(&disk, &known, &remote, random_node_id);
+        let mut result = scanner.scan(&disk, &known, &remote, random_node_id);
+        let was_paused = self.deletes_paused();
+        let held: HashSet<NodeId> = self
+            .config
+            .delete_guard()
+            .apply(&mut result, known.len(), was_paused, self.confirm_deletes)
+            .into_iter()
+            .collect();
+        if self.confirm_deletes {
+            tracing::info!("sending the deletions the user confirmed");
+        }
+        self.confirm_deletes = false;
+        self.last_scan_deletes = result
+            .ops
+            .iter()
+            .filter(|op| matches!(op, DocOp::Delete { .. }))
+            .count();
+        let held_paths: HashSet<&str> = known
+            .iter()
+            .filter(|(_, k)| held.contains(&k.node))
+            .map(|(path, _)| path.as_str())
+            .collect();
+        if !held.is_empty() && !was_paused {
+            tracing::warn!(
+                deletions = held.len(),
+                "holding back a mass deletion: `cloud3 confirm-deletes` sends it, \
+                 `cloud3 confirm-deletes --undo` or putting the files back cancels it"
+            );
+        }
+        self.paused_deletes = held_paths.iter().map(|p| (*p).to_owned()).collect();
+        self.paused_deletes.sort();
+        self.deletes_paused = !held.is_empty();
         if !result.ops.is_empty() {
             tracing::debug!(ops = ?crate::logging::Head(&result.ops), "scan found changes");
         }
@@ -379,9 +509,19 @@ impl Syncer {
             }
         }
         for path in self.index.keys() {
-            if !result.nodes.contains_key(path) && !found.contains_key(path) {
+            // A held deletion keeps its entry: the document still has the node, and the index
+            // says the disk does too, so materialising neither deletes nor rewrites it.
+            if !result.nodes.contains_key(path)
+                && !found.contains_key(path)
+                && !held_paths.contains(path.as_str())
+            {
                 batch.remove.push(path.clone());
             }
+        }
+        if was_paused != self.deletes_paused() {
+            batch
+                .meta
+                .push((DELETES_PAUSED, vec![u8::from(self.deletes_paused())]));
         }
         let changed = !result.ops.is_empty();
         // Committing saves the document (the whole of it when the log is folded): the walk, the
@@ -753,6 +893,33 @@ pub fn now_ns() -> i128 {
         .unwrap_or(0)
 }
 
+/// Name of the probe file in `.cloud3/` whose other-case name tells whether the folder's file
+/// system compares names without case.
+const CASE_PROBE: &str = "case-probe-A";
+
+/// Whether the file system holding `state` tells names differing only in case apart: a probe
+/// file is made in `.cloud3/` (created inside the folder, so it shares the folder's settings,
+/// as an ext4 directory with casefold passes them on) and its lower-case name looked up.
+fn probe_names(state: &StateDir) -> Result<DiskNames, AgentError> {
+    let probe = state.root().join(CASE_PROBE);
+    std::fs::write(&probe, b"").map_err(|e| AgentError::io("write", &probe, e))?;
+    let other = state.root().join(CASE_PROBE.to_lowercase());
+    let insensitive = std::fs::symlink_metadata(&other).is_ok();
+    std::fs::remove_file(&probe).map_err(|e| AgentError::io("remove", &probe, e))?;
+    Ok(if insensitive {
+        DiskNames::CaseInsensitive
+    } else {
+        DiskNames::Exact
+    })
+}
+
+/// A directory's device and inode.
+fn identity(path: &Path) -> Result<(u64, u64), AgentError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| AgentError::io("stat", path, e))?;
+    Ok((meta.dev(), meta.ino()))
+}
+
 /// Removes leftovers of an interrupted run (temp files, staging) and recreates the directory.
 fn clean_dir(dir: &Path) -> Result<(), AgentError> {
     if dir.exists() {
@@ -778,6 +945,17 @@ mod tests {
             chunks: vec![(ChunkId([1; 32]), 3)],
             indexed_ns,
         }
+    }
+
+    #[test]
+    fn the_case_probe_tells_a_case_sensitive_folder_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::of(dir.path());
+        state.create().unwrap();
+        let before = std::fs::read_dir(state.root()).unwrap().count();
+        assert_eq!(probe_names(&state).unwrap(), DiskNames::Exact);
+        let after = std::fs::read_dir(state.root()).unwrap().count();
+        assert_eq!(before, after, "the probe file is removed");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use cloud3_engine::chunk::{self, Encoded, Manifest};
 use cloud3_engine::ids::ChunkId;
 use cloud3_engine::wire::limits::MAX_IDS_PER_MESSAGE;
-use cloud3_engine::wire::{ClientMessage, ServerMessage, Verdict, message::ChunkPiece};
+use cloud3_engine::wire::{ClientMessage, ErrorCode, ServerMessage, Verdict, message::ChunkPiece};
 use rayon::prelude::*;
 
 use crate::activity::Activity;
@@ -379,6 +379,10 @@ impl Link {
                 Err(message) => message,
             };
             match message {
+                ServerMessage::Error {
+                    code: ErrorCode::StorageFull,
+                    ..
+                } => return Err(AgentError::RelayFull),
                 ServerMessage::Error { code, message } => {
                     return Err(AgentError::Refused(format!("{code:?}: {message}")));
                 }

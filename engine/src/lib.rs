@@ -7,6 +7,7 @@
 //! - [`auth`]: device keys, the signed handshake, one-time codes.
 //! - [`session`]: the sync protocol as state machines fed with messages and returning actions.
 //! - [`scan`] and [`materialise`]: file facts in, document ops out; document in, file actions out.
+//! - [`guard`]: whether a scan's deletions are sent or held until the user confirms them.
 //!
 //! Time ([`time::Millis`], [`time::WallTime`]) and randomness are always passed in by the caller.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod chunk;
 #[cfg(feature = "test-support")]
 pub mod fuzz;
+pub mod guard;
 pub mod ids;
 pub mod materialise;
 pub mod scan;

@@ -11,10 +11,10 @@ pub mod name;
 pub mod refs;
 
 pub use content::{Content, ContentBody, ContentError};
-pub use derive::{DerivedNode, DerivedTree};
+pub use derive::{DerivedNode, DerivedTree, DiskNames, NameNote};
 pub use document::{FolderDoc, NodeRecord};
 pub use history::Version;
-pub use name::{NameError, conflict_name, validate_name};
+pub use name::{NameError, clash_name, conflict_name, fold_key, portability_issue, validate_name};
 pub use refs::{BlobRefs, FileVersion};
 
 use crate::ids::{ChunkId, NodeId, ShortDeviceId};

@@ -25,6 +25,10 @@ pub struct Cli {
     /// Storage quota per account, in GiB (default 100).
     #[arg(long, global = true)]
     pub quota_gib: Option<u64>,
+    /// Free space, in MiB, the data directory's file system keeps: uploads that would take it
+    /// below this are refused as "relay storage full" until there is room again (default 1024).
+    #[arg(long, global = true)]
+    pub min_free_mib: Option<u64>,
     /// Most simultaneous connections of one account (default 64).
     #[arg(long, global = true)]
     pub max_connections_per_account: Option<usize>,

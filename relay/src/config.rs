@@ -7,6 +7,7 @@
 //! tls-cert = "/etc/cloud3-relay/fullchain.pem"
 //! tls-key = "/etc/cloud3-relay/privkey.pem"
 //! quota-gib = 100
+//! min-free-mib = 1024
 //! clamd = "unix:/run/clamav/clamd.ctl"
 //! deny-list = "/etc/cloud3-relay/deny.txt"
 //! scan-policy = "flag"
@@ -59,6 +60,7 @@ struct FileSettings {
     listen: Option<SocketAddr>,
     data: Option<PathBuf>,
     quota_gib: Option<u64>,
+    min_free_mib: Option<u64>,
     max_connections_per_account: Option<usize>,
     viewer: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
@@ -133,6 +135,10 @@ impl Settings {
                 .quota_gib
                 .or(file.quota_gib)
                 .map_or(defaults.quota_bytes, |gib| gib.saturating_mul(1 << 30)),
+            min_free_bytes: cli
+                .min_free_mib
+                .or(file.min_free_mib)
+                .map_or(defaults.min_free_bytes, |mib| mib.saturating_mul(1 << 20)),
             ..defaults
         };
         let tls = match (
@@ -223,7 +229,7 @@ mod tests {
     #[test]
     fn the_file_sets_and_flags_override() {
         let settings = resolve(
-            "listen = \"127.0.0.1:9000\"\nquota-gib = 5\nhead-timeout-secs = 3\n\
+            "listen = \"127.0.0.1:9000\"\nquota-gib = 5\nhead-timeout-secs = 3\nmin-free-mib = 7\n\
              tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\n",
             &["--listen", "127.0.0.1:9001", "serve"],
         )
@@ -231,6 +237,7 @@ mod tests {
         assert_eq!(settings.listen, "127.0.0.1:9001".parse().unwrap());
         assert_eq!(settings.limits.quota_bytes, 5 << 30);
         assert_eq!(settings.limits.head_timeout, Duration::from_secs(3));
+        assert_eq!(settings.limits.min_free_bytes, 7 << 20);
         assert_eq!(
             settings.tls,
             Some((PathBuf::from("c.pem"), PathBuf::from("k.pem")))

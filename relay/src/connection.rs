@@ -504,6 +504,10 @@ impl Session {
                 let store = relay.store.clone();
                 let user = self.user.clone();
                 match tokio::task::spawn_blocking(move || store.missing_chunks(&user, &ids)).await {
+                    // Full: said before the device sends a byte of what it would upload.
+                    Ok(Ok(ids)) if !ids.is_empty() && !relay.disk.room_for(0, &relay.metrics) => {
+                        self.storage_full(tx).await
+                    }
                     Ok(Ok(ids)) => {
                         self.send(tx, ServerMessage::ChunkMissing { request, ids })
                             .await
@@ -741,7 +745,8 @@ impl Session {
         }
         self.finish_storing(relay, tx).await?;
         let ready = std::mem::take(&mut self.ready);
-        self.ready_bytes = 0;
+        let ready_bytes = std::mem::take(&mut self.ready_bytes) as u64;
+        let (disk, metrics) = (relay.disk.clone(), relay.metrics.clone());
         let ids: Vec<ChunkId> = ready.iter().map(|(id, _)| *id).collect();
         let store = relay.store.clone();
         let (user, device, quota) = (
@@ -766,6 +771,13 @@ impl Session {
                     }
                     Err(e) => refused.push(Some(e)),
                 }
+            }
+            // The reserve is kept: a batch that does not fit is refused before it is written.
+            if !blobs.is_empty() && !disk.room_for(ready_bytes, &metrics) {
+                return Ok(refused
+                    .into_iter()
+                    .map(|refusal| Err(refusal.unwrap_or(StoreError::StorageFull)))
+                    .collect());
             }
             let started = std::time::Instant::now();
             let stored = store.put_chunks(&user, device, &blobs, quota);
@@ -876,14 +888,28 @@ impl Session {
     ) -> Result<(), String> {
         let outcomes = match result {
             Ok(Ok(outcomes)) => outcomes,
+            Ok(Err(error)) if error.is_out_of_space() => {
+                // The reserve did not hold (another process filled the disk): the batch was
+                // rolled back; the device is told as for the reserve.
+                tracing::warn!(user = %self.user, %error, "storing blobs ran out of space");
+                relay.metrics.storage_full_refusals.inc();
+                return self.storage_full(tx).await;
+            }
             _ => {
                 return self
                     .error(tx, ErrorCode::Internal, "cannot store blobs".into())
                     .await;
             }
         };
+        let mut told_full = false;
         for (id, outcome) in ids.into_iter().zip(outcomes) {
             match outcome {
+                // One refusal per batch: the device stops its upload at the first.
+                Err(error) if error.is_out_of_space() => {
+                    if !std::mem::replace(&mut told_full, true) {
+                        self.storage_full(tx).await?;
+                    }
+                }
                 Ok(()) => {
                     relay.metrics.chunks_stored.inc();
                     self.send(tx, ServerMessage::ChunkStored { id }).await?;
@@ -912,6 +938,12 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Tells the device the relay stores no new blobs for now (see `disk`).
+    async fn storage_full(&self, tx: &mpsc::Sender<Outbound>) -> Result<(), String> {
+        self.error(tx, ErrorCode::StorageFull, "relay storage full".into())
+            .await
     }
 
     async fn send(

@@ -44,6 +44,9 @@ pub enum StoreError {
         /// The version's content hash (hex).
         content: String,
     },
+    /// The relay's disk is down to its free-space reserve (see `disk`).
+    #[error("relay storage full")]
+    StorageFull,
     /// The user's storage quota is full.
     #[error("storage quota of {quota} bytes is full")]
     Quota {
@@ -63,5 +66,19 @@ impl StoreError {
 
     pub(crate) fn db(error: impl std::fmt::Display) -> StoreError {
         StoreError::Database(error.to_string())
+    }
+
+    /// Whether this failed for want of space (the file system or the user's disk quota is
+    /// full): a refusal the device should retry later, not an internal failure.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            StoreError::StorageFull => true,
+            StoreError::Io { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error()
+                    || code == rustix::io::Errno::DQUOT.raw_os_error()
+            ),
+            _ => false,
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod connection;
+pub mod disk;
 pub mod error;
 pub mod guessing;
 pub mod hub;

@@ -33,6 +33,9 @@ pub struct Limits {
     pub quota_bytes: u64,
     /// Outgoing messages queued per connection before a non-reading client is dropped.
     pub outgoing_queue: usize,
+    /// Free bytes the data directory's file system keeps: blobs that would take it below this
+    /// are refused ("relay storage full"), leaving room for document changes and the database.
+    pub min_free_bytes: u64,
 }
 
 impl Default for Limits {
@@ -48,9 +51,13 @@ impl Default for Limits {
             bytes_per_second: 256 * 1024 * 1024,
             quota_bytes: 100 * 1024 * 1024 * 1024,
             outgoing_queue: 1024,
+            min_free_bytes: DEFAULT_MIN_FREE_MIB << 20,
         }
     }
 }
+
+/// The default free-space reserve, in MiB (`--min-free-mib`).
+pub const DEFAULT_MIN_FREE_MIB: u64 = 1024;
 
 /// Bytes a blob piece is charged at least. Uploads are bounded by the byte budget, not the
 /// message budget: a folder of 100,000 small files is 100,000 pieces, which 2,000 messages a

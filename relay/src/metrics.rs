@@ -49,6 +49,12 @@ pub struct Metrics {
     pub scan_retries: Counter,
     /// Seconds to scan one file version.
     pub scan_seconds: Histogram,
+    /// 1 while the data directory is down to its free-space reserve (blobs are refused).
+    pub storage_full: Gauge,
+    /// Uploads refused because the free-space reserve was reached.
+    pub storage_full_refusals: Counter,
+    /// Free bytes of the data directory's file system, as last looked at.
+    pub disk_free_bytes: Gauge,
     registry: Registry,
 }
 
@@ -76,6 +82,9 @@ impl Default for Metrics {
             unscanned: Counter::default(),
             scan_retries: Counter::default(),
             scan_seconds: latency(),
+            storage_full: Gauge::default(),
+            storage_full_refusals: Counter::default(),
+            disk_free_bytes: Gauge::default(),
             registry: Registry::with_prefix("cloud3"),
         };
         let r = &mut metrics.registry;
@@ -165,6 +174,21 @@ impl Default for Metrics {
             "scan_seconds",
             "seconds to scan one file version",
             metrics.scan_seconds.clone(),
+        );
+        r.register(
+            "storage_full",
+            "1 while the free-space reserve is reached and new blobs are refused",
+            metrics.storage_full.clone(),
+        );
+        r.register(
+            "storage_full_refusals",
+            "uploads refused because the free-space reserve was reached",
+            metrics.storage_full_refusals.clone(),
+        );
+        r.register(
+            "disk_free_bytes",
+            "free bytes of the data directory's file system when last looked at",
+            metrics.disk_free_bytes.clone(),
         );
         metrics
     }

@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tower_http::services::ServeDir;
 use tower_service::Service;
 
+use crate::disk::DiskSpace;
 use crate::guessing::Guessing;
 use crate::hub::Hub;
 use crate::limits::{Admission, Gate, Limits};
@@ -49,6 +50,8 @@ pub struct Relay {
     pub relay_id: [u8; 32],
     /// The malware scan.
     pub scan: Arc<ScanService>,
+    /// The data directory's free-space reserve.
+    pub disk: Arc<DiskSpace>,
 }
 
 impl Relay {
@@ -61,7 +64,10 @@ impl Relay {
     ) -> Result<Arc<Relay>, ScanSetupError> {
         let metrics = Arc::new(Metrics::default());
         let scan = Arc::new(ScanService::new(store.clone(), metrics.clone(), scan)?);
+        let disk = Arc::new(DiskSpace::new(store.data_dir(), limits.min_free_bytes));
+        disk.observe(&metrics);
         Ok(Arc::new(Relay {
+            disk,
             relay_id: store.relay_id()?,
             hub: Hub::new(store.clone(), metrics.clone(), scan.clone())?,
             scan,

@@ -93,8 +93,8 @@ try {
   await page.waitForFunction(() => document.getElementById('status').textContent.includes('read-only'), null, { timeout: 15000 });
 
   // The flagged file is listed, with a warning naming the verdict.
-  const row = (p) => page.locator(`tr.entry[data-path="${p}"]`);
-  await page.waitForSelector('tr.entry.flagged .warning', { timeout: 15000 });
+  const row = (p) => page.locator(`.entry[data-path="${p}"]`);
+  await page.waitForSelector('.entry.flagged .warning', { timeout: 15000 });
   const warning = await row('invoice.txt').locator('.warning').textContent();
   assert.match(warning, /Flagged \{ engine: deny-list, signature: Test\.Listed\.Invoice \}/);
   assert.equal(await row('clean.txt').locator('.warning').count(), 0, 'the clean file has no warning');

@@ -17,6 +17,7 @@ pub mod clamd;
 pub mod client;
 pub mod pki;
 pub mod proxy;
+pub mod small_disk;
 pub use proxy::Proxy;
 
 /// Path of a workspace binary built in the same profile as the running executable.

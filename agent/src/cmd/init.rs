@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use cloud3_engine::guard::DeleteGuard;
 use cloud3_engine::wire::AuthProof;
 
 use super::block_on;
@@ -109,7 +110,10 @@ fn enrol(
         folder: cloud3_engine::ids::FolderId::DEFAULT.to_owned(),
         rescan_interval_ms: 60_000,
         debounce_ms: 30,
+        min_free_mib: None,
         ca: pinned,
+        mass_delete_files: DeleteGuard::default().min_files,
+        mass_delete_percent: DeleteGuard::default().min_percent,
     })?;
     Ok(key.device_id().short().to_string())
 }

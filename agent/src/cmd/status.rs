@@ -4,11 +4,13 @@
 
 use std::path::Path;
 
+use indicatif::HumanBytes;
+
 use super::Folder;
 use crate::activity::{Transfer, Transfers};
 use crate::control::{self, Reply, Request};
 use crate::error::AgentError;
-use crate::status::Status;
+use crate::status::{PendingWork, Status};
 
 /// Prints the live status, or the one the last daemon (or `sync`) recorded.
 pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
@@ -19,8 +21,12 @@ pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
         None => (Status::load(&folder.state).unwrap_or_default(), None, false),
     };
     let running = live || status.writer_alive();
-    if !running {
-        status.connected = false;
+    if !running || !status.connected {
+        // Whatever a stopped (or killed) daemon last heard of other devices is not news.
+        status.connected = running && status.connected;
+        for device in &mut status.devices {
+            device.online = None;
+        }
     }
     if json {
         let mut value = serde_json::to_value(&status).unwrap_or_default();
@@ -50,44 +56,161 @@ pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
         (false, _) => "not running",
     };
     println!("daemon:   {state}");
-    match status.last_sync {
-        Some(ms) => println!("synced:   {}", format_time(ms)),
-        None => println!("synced:   never"),
-    }
+    let times = &status.sync;
+    println!("sent:     {}", when(times.last_upload));
+    println!("received: {}", when(times.last_download));
+    println!("in sync:  {}", when(times.last_in_sync));
     if status.waiting_to_join {
         println!(
             "joining:  not yet: local files are recorded once this device has reached the relay"
         );
     }
-    println!(
-        "pending:  {} uploads ({} bytes), {} downloads ({} bytes)",
-        status.pending_uploads,
-        status.pending_upload_bytes,
-        status.pending_downloads,
-        status.pending_download_bytes
-    );
+    println!("pending:  {}", pending(&status.pending));
     if let Some(transfers) = &transfers {
         print_transfers(transfers);
     }
-    println!(
-        "online:   {}",
-        if status.online.is_empty() {
-            "no other device".to_owned()
-        } else {
-            status.online.join(", ")
-        }
-    );
+    print_devices(&status);
     if !status.conflicts.is_empty() {
         println!("conflicts:");
-        for path in &status.conflicts {
-            println!("  {path}");
+        for conflict in &status.conflicts {
+            println!("  {}  (a copy of {})", conflict.copy, conflict.original);
         }
     }
+    if status.relay_storage_full {
+        println!("relay storage full: uploads wait until the relay has room (retrying)");
+    }
+    if !status.no_room.is_empty() {
+        println!("no room on this disk for:");
+        for file in &status.no_room {
+            println!(
+                "  {} ({} bytes): needs {} more bytes free",
+                file.path, file.size, file.short_by
+            );
+        }
+    }
+    print_safety(&status);
     print_scan(&status.scan);
     if let Some(error) = &status.last_error {
         println!("last error: {error}");
     }
     Ok(())
+}
+
+fn when(time: Option<i64>) -> String {
+    time.map_or_else(|| "never".to_owned(), format_time)
+}
+
+fn files(n: usize) -> String {
+    format!("{n} file{}", if n == 1 { "" } else { "s" })
+}
+
+/// `nothing to send or fetch`, or what is left each way with the progress of the transfer in
+/// progress.
+fn pending(work: &PendingWork) -> String {
+    let mut parts = Vec::new();
+    if work.upload_files > 0 || work.upload_bytes > 0 {
+        let mut part = format!(
+            "to send {} ({})",
+            files(work.upload_files),
+            HumanBytes(work.upload_bytes)
+        );
+        if work.uploaded_bytes > 0 {
+            part += &format!(", {} sent so far", HumanBytes(work.uploaded_bytes));
+        }
+        parts.push(part);
+    }
+    if work.download_files > 0 {
+        let mut part = format!(
+            "to fetch {} ({})",
+            files(work.download_files),
+            HumanBytes(work.download_bytes)
+        );
+        if work.downloaded_bytes > 0 {
+            part += &format!(", {} received so far", HumanBytes(work.downloaded_bytes));
+        }
+        parts.push(part);
+    }
+    if parts.is_empty() {
+        "nothing to send or fetch".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn print_devices(status: &Status) {
+    if status.devices.is_empty() {
+        println!("devices:  no other device");
+        return;
+    }
+    let offline = status.devices.iter().all(|device| device.online.is_none());
+    if offline {
+        println!("devices:  unknown while offline; last seen from here:");
+    } else {
+        println!("devices:");
+    }
+    for device in &status.devices {
+        let seen = match (device.online, device.last_seen) {
+            (Some(true), Some(since)) => format!("online since {}", format_time(since)),
+            (Some(true), None) => "online".to_owned(),
+            (_, Some(seen)) => format!("last seen {}", format_time(seen)),
+            (_, None) => "not seen from this device".to_owned(),
+        };
+        println!("  {} ({}): {seen}", device.name, device.id);
+    }
+}
+
+/// The safety rails' section: deletions held back, names that clash.
+fn print_safety(status: &Status) {
+    if status.paused_deletes > 0 {
+        println!(
+            "deletions paused: {} entries vanished from this folder at once; nothing was deleted \
+             elsewhere. `cloud3 confirm-deletes` sends the deletions; `cloud3 confirm-deletes \
+             --undo` (or putting the files back) cancels them:",
+            status.paused_deletes
+        );
+        for path in &status.paused_delete_paths {
+            println!("  {path}");
+        }
+        let more = status.paused_deletes - status.paused_delete_paths.len();
+        if more > 0 {
+            println!("  and {more} more");
+        }
+    }
+    if !status.name_clashes.is_empty() {
+        println!("names another device cannot hold as they are:");
+        for note in &status.name_clashes {
+            println!("  {note}");
+        }
+        let more = status
+            .name_clashes_total
+            .saturating_sub(status.name_clashes.len());
+        if more > 0 {
+            println!("  and {more} more");
+        }
+    }
+}
+
+fn print_transfers(transfers: &Transfers) {
+    let list = |files: &[Transfer]| {
+        files
+            .iter()
+            .take(5)
+            .map(|f| format!("{} ({})", f.path, HumanBytes(f.size)))
+            .chain((files.len() > 5).then(|| format!("and {} more", files.len() - 5)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !transfers.uploading.is_empty() {
+        println!("sending:  {}", list(&transfers.uploading));
+    }
+    if !transfers.downloading.is_empty() {
+        println!("fetching: {}", list(&transfers.downloading));
+    }
+}
+
+fn format_time(ms: i64) -> String {
+    let (y, mo, d, h, mi, s) = cloud3_engine::time::WallTime(ms).to_utc_parts();
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
 }
 
 /// The relay's malware scan: each file's verdict, and what waits in quarantine.
@@ -106,35 +229,4 @@ fn print_scan(scan: &crate::status::ScanStatus) {
             file.path, file.engine, file.signature, file.stored, file.path
         );
     }
-}
-
-fn print_transfers(transfers: &Transfers) {
-    let list = |files: &[Transfer]| {
-        files
-            .iter()
-            .take(5)
-            .map(|f| format!("{} ({} bytes)", f.path, f.size))
-            .chain((files.len() > 5).then(|| format!("and {} more", files.len() - 5)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if !transfers.uploading.is_empty() {
-        println!(
-            "sending:  {} ({} bytes sent so far)",
-            list(&transfers.uploading),
-            transfers.uploaded_bytes
-        );
-    }
-    if !transfers.downloading.is_empty() {
-        println!(
-            "fetching: {} ({} bytes received so far)",
-            list(&transfers.downloading),
-            transfers.downloaded_bytes
-        );
-    }
-}
-
-fn format_time(ms: i64) -> String {
-    let (y, mo, d, h, mi, s) = cloud3_engine::time::WallTime(ms).to_utc_parts();
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
 }

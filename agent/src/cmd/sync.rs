@@ -25,6 +25,18 @@ pub(crate) fn run(dir: &Path) -> Result<(), AgentError> {
     if !status.conflicts.is_empty() {
         println!("{} conflict copies in the folder", status.conflicts.len());
     }
+    if status.paused_deletes > 0 {
+        println!(
+            "{} deletions paused (see `cloud3 status`; `cloud3 confirm-deletes` sends them)",
+            status.paused_deletes
+        );
+    }
+    for file in &status.no_room {
+        eprintln!(
+            "no room on this disk for {} ({} bytes): needs {} more bytes free",
+            file.path, file.size, file.short_by
+        );
+    }
     println!("in sync");
     Ok(())
 }

@@ -69,6 +69,9 @@ pub struct PeerSync {
     requested_for: BTreeSet<ChangeHash>,
     /// The heads we last told the peer.
     told: Option<BTreeSet<ChangeHash>>,
+    /// Our heads when we last pushed changes on this connection: the peer has them once what
+    /// is in flight arrives (the transport is ordered), whatever heads it reports meanwhile.
+    pushed: BTreeSet<ChangeHash>,
 }
 
 impl PeerSync {
@@ -86,6 +89,7 @@ impl PeerSync {
             confirmed: heads,
             requested_for: BTreeSet::new(),
             told: None,
+            pushed: BTreeSet::new(),
         }
     }
 
@@ -107,8 +111,9 @@ impl PeerSync {
         let theirs: BTreeSet<ChangeHash> = heads.iter().copied().collect();
         let (known, unknown): (Vec<_>, Vec<_>) = heads.into_iter().partition(|h| doc.has_change(h));
         if unknown.is_empty() {
-            // They have exactly these heads and their ancestors.
-            self.their_heads = known.iter().copied().collect();
+            // They have exactly these heads and their ancestors, and soon what we pushed after
+            // them (an answer to part of a long push must not send the rest again).
+            self.their_heads = known.iter().chain(&self.pushed).copied().collect();
             self.confirmed = known.into_iter().collect();
         } else {
             self.their_heads.extend(known.iter().copied());
@@ -169,6 +174,7 @@ impl PeerSync {
         // Optimistic: the transport is ordered and reliable while connected; a reconnect starts a
         // new round from the peer's real heads.
         self.their_heads = doc.heads().into_iter().collect();
+        self.pushed = self.their_heads.clone();
         split_changes(changes)
             .into_iter()
             .map(DocOutgoing::Changes)

@@ -22,7 +22,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::content::Content;
 use super::document::{FolderDoc, NodeRecord};
-use super::{NodeKind, conflict_name, validate_name};
+use super::{NodeKind, clash_name, conflict_name, fold_key, portability_issue, validate_name};
 use crate::ids::{NodeId, ShortDeviceId};
 use crate::scan::RemoteEntry;
 use crate::time::WallTime;
@@ -99,6 +99,27 @@ pub struct DerivedTree {
     paths: BTreeMap<String, NodeId>,
     path_of: HashMap<NodeId, String>,
     warnings: Vec<String>,
+    name_notes: Vec<NameNote>,
+}
+
+/// How a device's file system compares names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DiskNames {
+    /// Every distinct name is a distinct entry (Linux file systems as usually set up).
+    #[default]
+    Exact,
+    /// Names that differ only in case or Unicode normalisation are one entry (macOS, Windows,
+    /// ext4 directories with casefold).
+    CaseInsensitive,
+}
+
+/// A name some device cannot hold as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameNote {
+    /// The entry's path in this tree (on this device's disk).
+    pub path: String,
+    /// What is wrong, for people.
+    pub problem: String,
 }
 
 struct Work {
@@ -110,8 +131,17 @@ struct Work {
 }
 
 impl DerivedTree {
-    /// Derives the tree of `doc`.
+    /// Derives the tree of `doc`, as a device that tells every name apart sees it.
     pub fn build(doc: &FolderDoc) -> DerivedTree {
+        DerivedTree::build_for(doc, DiskNames::Exact)
+    }
+
+    /// Derives the tree of `doc` for a device whose file system compares names as `disk`
+    /// says. On a case-insensitive one, of two names in a directory that differ only in case
+    /// or normalisation the node with the smaller id (real nodes first) keeps its name and each
+    /// other one is shown as `NAME (case clash N).EXT`: a path of this device only, never
+    /// written to the document, so other devices keep the names as they are.
+    pub fn build_for(doc: &FolderDoc, disk: DiskNames) -> DerivedTree {
         let names = |short: ShortDeviceId| doc.device_name(short);
         let records = doc.records();
         let real: HashSet<NodeId> = records.iter().map(|r| r.id).collect();
@@ -235,26 +265,63 @@ impl DerivedTree {
                 .collect();
             // Real nodes before conflict copies, then by id.
             visible.sort_by_key(|w| (w.node.conflict_of.is_some(), w.node.id));
-            let mut taken: HashSet<String> = HashSet::new();
+            // Names placed so far as written, and their fold keys: a name is taken when
+            // either holds it, the fold keys counting only where the file system compares
+            // names without case. On any device they also report the names another device
+            // could not hold side by side.
+            let mut exact: HashSet<String> = HashSet::new();
+            let mut folded: HashSet<String> = HashSet::new();
+            let fold_taken = |folded: &HashSet<String>, name: &str| {
+                disk == DiskNames::CaseInsensitive && folded.contains(fold_key(name).as_ref())
+            };
             let mut losers = Vec::new();
+            let mut clashes = Vec::new();
             for w in visible {
-                if taken.insert(w.node.name.clone()) {
-                    tree.insert(w.node, &dir_path, &mut stack);
-                } else {
+                if exact.contains(&w.node.name) {
                     losers.push(w);
+                } else if fold_taken(&folded, &w.node.name) {
+                    clashes.push(w);
+                } else {
+                    exact.insert(w.node.name.clone());
+                    tree.note_portability(&w.node.name, &dir_path, &mut folded);
+                    tree.insert(w.node, &dir_path, &mut stack);
                 }
             }
             for w in losers {
                 let base = conflict_name(&w.node.name, &names(w.author), w.time);
                 let mut name = base.clone();
                 let mut counter = 2;
-                while taken.contains(&name) {
+                while exact.contains(&name) || fold_taken(&folded, &name) {
                     name = numbered(&base, counter);
                     counter += 1;
                 }
-                taken.insert(name.clone());
+                exact.insert(name.clone());
                 let mut node = w.node;
                 node.name = name;
+                tree.note_portability(&node.name, &dir_path, &mut folded);
+                tree.insert(node, &dir_path, &mut stack);
+            }
+            // Only on a case-insensitive device: the second of two names it cannot tell apart
+            // is kept under a name of its own, the same on every run (the order is by id).
+            for w in clashes {
+                let original = w.node.name.clone();
+                let mut counter = 2;
+                let mut name = clash_name(&original, counter);
+                while exact.contains(&name) || fold_taken(&folded, &name) {
+                    counter += 1;
+                    name = clash_name(&original, counter);
+                }
+                exact.insert(name.clone());
+                folded.insert(fold_key(&name).into_owned());
+                let mut node = w.node;
+                node.name = name;
+                tree.name_notes.push(NameNote {
+                    path: join(&dir_path, &node.name),
+                    problem: format!(
+                        "is {original:?} in the folder: this file system does not tell it \
+                         apart from another name there"
+                    ),
+                });
                 tree.insert(node, &dir_path, &mut stack);
             }
         }
@@ -262,11 +329,7 @@ impl DerivedTree {
     }
 
     fn insert(&mut self, node: DerivedNode, dir_path: &str, stack: &mut Vec<(NodeId, String)>) {
-        let path = if dir_path.is_empty() {
-            node.name.clone()
-        } else {
-            format!("{dir_path}/{}", node.name)
-        };
+        let path = join(dir_path, &node.name);
         if node.kind == NodeKind::Dir {
             stack.push((node.id, path.clone()));
         }
@@ -307,6 +370,32 @@ impl DerivedTree {
         self.nodes.is_empty()
     }
 
+    /// Records why another device could not hold `name` in `dir_path`, if it could not:
+    /// Windows refuses it, or another name placed there before differs only in case or
+    /// normalisation (`folded` holds their keys).
+    fn note_portability(&mut self, name: &str, dir_path: &str, folded: &mut HashSet<String>) {
+        let problem = portability_issue(name).map(str::to_owned);
+        let clash = !folded.insert(fold_key(name).into_owned());
+        let problem = match (problem, clash) {
+            (Some(issue), _) => issue,
+            (None, true) => "differs from another name there only in case or Unicode \
+                             normalisation: a case-insensitive device keeps it as a \
+                             \"(case clash N)\" copy"
+                .to_owned(),
+            (None, false) => return,
+        };
+        self.name_notes.push(NameNote {
+            path: join(dir_path, name),
+            problem,
+        });
+    }
+
+    /// Names another device cannot hold as they are, and names this device holds under a
+    /// different name (see [`DerivedTree::build_for`]).
+    pub fn name_notes(&self) -> &[NameNote] {
+        &self.name_notes
+    }
+
     /// What was skipped and why.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
@@ -344,6 +433,15 @@ impl DerivedTree {
                 Some((n.id, entry))
             })
             .collect()
+    }
+}
+
+/// `dir/name`, or `name` in the root.
+fn join(dir_path: &str, name: &str) -> String {
+    if dir_path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir_path}/{name}")
     }
 }
 

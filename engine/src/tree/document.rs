@@ -423,6 +423,12 @@ impl FolderDoc {
         DerivedTree::build(self)
     }
 
+    /// The tree as a device whose file system compares names as `disk` says holds it (see
+    /// [`DerivedTree::build_for`]).
+    pub fn derive_for(&self, disk: super::DiskNames) -> DerivedTree {
+        DerivedTree::build_for(self, disk)
+    }
+
     /// The content a node shows now (the winner among concurrent versions).
     pub fn content_of(&self, id: NodeId) -> Option<Content> {
         let record = self.record(id)?;

@@ -557,3 +557,89 @@ proptest! {
         }
     }
 }
+
+/// Paths of `doc`'s tree as a case-insensitive device holds it.
+fn folded_listing(doc: &FolderDoc) -> Vec<String> {
+    doc.derive_for(DiskNames::CaseInsensitive)
+        .iter()
+        .map(|(path, _)| path.to_owned())
+        .collect()
+}
+
+#[test]
+fn a_case_insensitive_device_keeps_both_of_two_names_differing_in_case() {
+    let mut d = doc(1);
+    file(&mut d, 9, NodeId::ROOT, "Readme.md", "one");
+    file(&mut d, 3, NodeId::ROOT, "README.md", "two");
+    dir(&mut d, 5, NodeId::ROOT, "docs");
+    dir(&mut d, 4, NodeId::ROOT, "Docs");
+    file(&mut d, 6, id(5), "a.txt", "in docs");
+    // NFC (precomposed é) and NFD (e + combining accent).
+    file(&mut d, 7, NodeId::ROOT, "caf\u{e9}.txt", "nfc");
+    file(&mut d, 8, NodeId::ROOT, "cafe\u{301}.txt", "nfd");
+    d.commit(WallTime(2));
+    // Every device that tells names apart sees the document's names.
+    let exact = d.derive();
+    assert_eq!(exact.len(), 7);
+    assert!(exact.lookup("Readme.md").is_some() && exact.lookup("README.md").is_some());
+    // The smaller id keeps the name; the other is a clash copy, children following it.
+    let folded = d.derive_for(DiskNames::CaseInsensitive);
+    assert_eq!(folded.path_of(id(3)), Some("README.md"));
+    assert_eq!(folded.path_of(id(9)), Some("Readme (case clash 2).md"));
+    assert_eq!(folded.path_of(id(4)), Some("Docs"));
+    assert_eq!(folded.path_of(id(5)), Some("docs (case clash 2)"));
+    assert_eq!(folded.path_of(id(6)), Some("docs (case clash 2)/a.txt"));
+    assert_eq!(folded.path_of(id(7)), Some("caf\u{e9}.txt"));
+    assert_eq!(
+        folded.path_of(id(8)),
+        Some("cafe\u{301} (case clash 2).txt")
+    );
+    let noted: Vec<&str> = folded
+        .name_notes()
+        .iter()
+        .map(|n| n.path.as_str())
+        .collect();
+    assert!(noted.contains(&"Readme (case clash 2).md"), "{noted:?}");
+    // The same on every derivation: no paths move between runs.
+    assert_eq!(
+        folded.canonical(),
+        d.derive_for(DiskNames::CaseInsensitive).canonical()
+    );
+    // The exact tree reports the names others cannot hold.
+    let reported: Vec<&str> = exact.name_notes().iter().map(|n| n.path.as_str()).collect();
+    for path in ["Readme.md", "docs", "cafe\u{301}.txt"] {
+        assert!(reported.contains(&path), "{path} reported: {reported:?}");
+    }
+}
+
+#[test]
+fn a_clash_name_taken_already_gets_the_next_number() {
+    let mut d = doc(1);
+    file(&mut d, 1, NodeId::ROOT, "a.txt", "1");
+    file(&mut d, 2, NodeId::ROOT, "A.txt", "2");
+    file(&mut d, 3, NodeId::ROOT, "a (case clash 2).txt", "3");
+    file(&mut d, 4, NodeId::ROOT, "A.TXT", "4");
+    d.commit(WallTime(2));
+    assert_eq!(
+        folded_listing(&d),
+        vec![
+            "A (case clash 3).txt",
+            "A (case clash 4).TXT",
+            "a (case clash 2).txt",
+            "a.txt",
+        ]
+    );
+}
+
+#[test]
+fn names_windows_refuses_are_reported() {
+    let mut d = doc(1);
+    file(&mut d, 1, NodeId::ROOT, "aux.c", "1");
+    file(&mut d, 2, NodeId::ROOT, "fine.txt", "2");
+    file(&mut d, 3, NodeId::ROOT, "why?", "3");
+    d.commit(WallTime(2));
+    let tree = d.derive();
+    let reported: Vec<&str> = tree.name_notes().iter().map(|n| n.path.as_str()).collect();
+    assert_eq!(reported.len(), 2, "{reported:?}");
+    assert!(reported.contains(&"aux.c") && reported.contains(&"why?"));
+}

@@ -281,6 +281,10 @@ pub enum ErrorCode {
     NotFound,
     /// The relay failed internally; the request may be retried.
     Internal,
+    /// The relay's disk is down to its free-space reserve: it stores no new blobs until it has
+    /// room again (reads and document changes needing no new blobs still work). Retry later,
+    /// with back-off.
+    StorageFull,
 }
 
 /// The scan's verdict on one file version (by content hash).

@@ -218,8 +218,9 @@ impl Chunks for Store {
                 (blob.id, location)
             })
             .collect();
-        let user = user.to_owned();
-        self.write(move |txn| {
+        let owner = user.to_owned();
+        let indexed = self.write(move |txn| {
+            let user = owner;
             check_active(txn, &user, device)?;
             let user = user.as_str();
             let mut table = txn.open_table(CHUNKS).map_err(StoreError::db)?;
@@ -241,7 +242,15 @@ impl Chunks for Store {
                 .map_or(0, |v| v.value());
             usage.insert(user, before + added).map_err(StoreError::db)?;
             Ok(())
-        })?;
+        });
+        if let Err(error) = indexed {
+            // Nothing of the batch is indexed: its bytes are taken back too.
+            self.packs
+                .lock()
+                .map_err(|_| StoreError::Corrupt("pack lock poisoned".into()))?
+                .rollback(user, &spans);
+            return Err(error);
+        }
         Ok(outcomes)
     }
 
@@ -473,6 +482,25 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_batch_that_cannot_be_indexed_leaves_no_bytes_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _, _) = store_with_blob(tmp.path());
+        let len = || pack_file(tmp.path()).metadata().unwrap().len();
+        let before = len();
+        let raw = vec![9u8; 50_000];
+        let blob = VerifiedBlob::verify(ChunkId::of(&raw), ChunkCodec::Raw, 50_000, raw).unwrap();
+        // A device that is not (or no longer) the user's: the index commit refuses the batch.
+        let stranger = DeviceId([8; 32]);
+        assert!(store.put_chunks("u", stranger, &[blob], u64::MAX).is_err());
+        assert_eq!(
+            len(),
+            before,
+            "the refused batch's bytes are cut off the pack"
+        );
+        assert_eq!(store.usage("u").unwrap(), before);
     }
 
     #[test]

@@ -53,8 +53,65 @@ impl Packs {
 
     /// Appends each of `blobs` to the user's current pack (rolling to a new pack when it is
     /// full) and makes them durable with one `fsync` per pack touched: a batch costs one flush,
-    /// not one per blob.
+    /// not one per blob. A batch that fails (a full disk) is taken back whole: every pack it
+    /// touched is truncated to the length it had, so no failed upload keeps the space it took.
     pub fn append_all(&mut self, user: &str, blobs: &[&[u8]]) -> Result<Vec<PackSpan>, StoreError> {
+        let before = self.current.get(user).copied();
+        let mut touched: Vec<(PathBuf, u64)> = Vec::new();
+        let appended = self.append_each(user, blobs, &mut touched);
+        if appended.is_err() {
+            self.take_back(user, before, &touched);
+        }
+        appended
+    }
+
+    /// Takes back a batch whose index entries could not be committed (see
+    /// [`Packs::append_all`]): its bytes are cut off the pack if nothing was appended after them
+    /// meanwhile (else they stay as dead bytes, which no index entry names).
+    pub fn rollback(&mut self, user: &str, spans: &[PackSpan]) {
+        let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
+            return;
+        };
+        let end = (last.pack, last.offset + u64::from(last.len));
+        if self.current.get(user) != Some(&end) {
+            return;
+        }
+        let dir = self.user_dir(user);
+        let mut touched: Vec<(PathBuf, u64)> = Vec::new();
+        for span in spans {
+            let path = pack_path(&dir, span.pack);
+            if !touched.iter().any(|(p, _)| *p == path) {
+                touched.push((path, span.offset));
+            }
+        }
+        self.take_back(user, Some((first.pack, first.offset)), &touched);
+    }
+
+    /// Truncates each touched pack to its earlier length and puts the user's current pack back.
+    fn take_back(&mut self, user: &str, before: Option<(u32, u64)>, touched: &[(PathBuf, u64)]) {
+        for (path, len) in touched {
+            let truncated = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|file| file.set_len(*len).and_then(|()| file.sync_data()));
+            if let Err(error) = truncated {
+                tracing::error!(path = %path.display(), %error, "cannot take back a failed append");
+            }
+        }
+        match before {
+            Some(current) => self.current.insert(user.to_owned(), current),
+            // Unknown before: the next append reads the lengths from disk again.
+            None => self.current.remove(user),
+        };
+    }
+
+    /// [`Packs::append_all`]'s work; `touched` gets each pack opened with its length before.
+    fn append_each(
+        &mut self,
+        user: &str,
+        blobs: &[&[u8]],
+        touched: &mut Vec<(PathBuf, u64)>,
+    ) -> Result<Vec<PackSpan>, StoreError> {
         let dir = self.user_dir(user);
         let mut spans = Vec::with_capacity(blobs.len());
         let mut open: Option<(u32, fs::File, PathBuf)> = None;
@@ -84,6 +141,11 @@ impl Packs {
                     .append(true)
                     .open(&path)
                     .map_err(|e| StoreError::io("open", &path, e))?;
+                let len = file
+                    .metadata()
+                    .map_err(|e| StoreError::io("stat", &path, e))?
+                    .len();
+                touched.push((path.clone(), len));
                 open = Some((pack, file, path));
             }
             let Some((_, file, path)) = open.as_mut() else {
@@ -185,6 +247,46 @@ mod tests {
         assert_eq!(packs.read("alice", spans[1]).unwrap(), b"second");
         assert_eq!(packs.read("alice", third).unwrap(), b"third");
         assert!(packs.read("bob", spans[0]).is_err(), "bob has no packs");
+    }
+
+    #[test]
+    fn a_failed_append_is_taken_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut packs = Packs::open(dir.path()).unwrap();
+        let kept = packs.append_all("alice", &[b"committed"]).unwrap()[0];
+        let user_dir = packs.user_dir("alice");
+        // The first blob fills pack 0; the second must go to pack 1, which cannot be opened
+        // (a directory stands at its path), as a write fails on a full disk.
+        std::fs::create_dir(pack_path(&user_dir, 1)).unwrap();
+        packs
+            .current
+            .insert("alice".to_owned(), (0, PACK_ROLL_BYTES - 1));
+        let failed = packs.append_all("alice", &[b"written first", b"never written"]);
+        assert!(failed.is_err());
+        let len = std::fs::metadata(pack_path(&user_dir, 0)).unwrap().len();
+        assert_eq!(
+            len, 9,
+            "the blob written before the failure is cut off again"
+        );
+        assert_eq!(packs.read("alice", kept).unwrap(), b"committed");
+    }
+
+    #[test]
+    fn a_rollback_cuts_off_only_its_own_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut packs = Packs::open(dir.path()).unwrap();
+        packs.append_all("alice", &[b"kept"]).unwrap();
+        let batch = packs.append_all("alice", &[b"one", b"two"]).unwrap();
+        packs.rollback("alice", &batch);
+        let path = pack_path(&packs.user_dir("alice"), 0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 4);
+        let next = packs.append_all("alice", &[b"next"]).unwrap()[0];
+        assert_eq!(next.offset, 4, "the next blob takes the freed place");
+        // A batch with another appended after it stays (dead bytes, never indexed).
+        let early = packs.append_all("alice", &[b"early"]).unwrap();
+        packs.append_all("alice", &[b"later"]).unwrap();
+        packs.rollback("alice", &early);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 18);
     }
 
     #[test]

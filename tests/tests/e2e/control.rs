@@ -203,7 +203,7 @@ fn live_transfers(devices: &mut [Device], outside: &std::path::Path) -> Result<(
             if downloading.is_none() {
                 downloading = status(b).ok().and_then(|live| {
                     let file = find(&live, "downloading")?;
-                    Some((file, live["pending_downloads"].clone()))
+                    Some((file, live["pending"]["download_files"].clone()))
                 });
             }
             uploading.is_some() && downloading.is_some()
@@ -221,8 +221,8 @@ fn live_transfers(devices: &mut [Device], outside: &std::path::Path) -> Result<(
     for device in [a, b] {
         wait_until(Duration::from_secs(30), "the transfers to end", || {
             status(device).is_ok_and(|s| {
-                s["pending_uploads"] == 0
-                    && s["pending_downloads"] == 0
+                s["pending"]["upload_files"] == 0
+                    && s["pending"]["download_files"] == 0
                     && s["transfers"]["uploading"]
                         .as_array()
                         .is_some_and(Vec::is_empty)

@@ -6,11 +6,14 @@ mod bad_input;
 mod control;
 mod daemon;
 mod everyday;
+mod full_disk;
 mod randomized;
 mod relay_edge;
 mod relay_protocol;
 mod relay_tls;
+mod safety;
 mod scan;
+mod status;
 
 use std::path::Path;
 

@@ -159,3 +159,53 @@ fn changes_lost_with_a_dropped_connection_are_sent_again_on_the_next() {
     assert_eq!(a.value("from-elsewhere"), Some("3".into()));
     assert_eq!(a.heads(), b.heads());
 }
+
+#[test]
+fn an_answer_to_the_first_part_of_a_long_push_does_not_send_the_rest_again() {
+    let mut a = Doc::new(1);
+    let mut b = Doc::new(2);
+    // Keys that do not compress: enough changes for several messages.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..1000 {
+        let key: String = (0..1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect();
+        a.edit(&key, i);
+    }
+    let (mut sa, mut sb) = (PeerSync::new(), PeerSync::new());
+    let hello = sb.start(&mut b);
+    let mut push = Vec::new();
+    for message in hello {
+        push.extend(deliver(&mut a, &mut sa, message));
+    }
+    let parts: Vec<_> = push
+        .into_iter()
+        .filter(|m| matches!(m, DocOutgoing::Changes(_)))
+        .collect();
+    assert!(
+        parts.len() >= 2,
+        "the push fits one message: make it longer"
+    );
+    // b acknowledges the first part before the rest arrives (the rest is on the wire).
+    let mut parts = parts.into_iter();
+    let ack = deliver(&mut b, &mut sb, parts.next().expect("first part"));
+    let mut again = Vec::new();
+    for message in ack {
+        again.extend(deliver(&mut a, &mut sa, message));
+    }
+    assert!(
+        !again.iter().any(|m| matches!(m, DocOutgoing::Changes(_))),
+        "changes already on the wire were sent again"
+    );
+    for part in parts {
+        for message in deliver(&mut b, &mut sb, part) {
+            deliver(&mut a, &mut sa, message);
+        }
+    }
+    assert_eq!(a.heads(), b.heads());
+}

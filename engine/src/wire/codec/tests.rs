@@ -279,3 +279,15 @@ fn chunk_refused_frame_is_byte_exact() {
     expected.extend([2, 0]);
     assert_eq!(pending, expected);
 }
+
+#[test]
+fn storage_full_frame_is_byte_exact() {
+    // version 1, variant index 12 (Error), code index 7 (StorageFull), then the message.
+    let message = ServerMessage::Error {
+        code: ErrorCode::StorageFull,
+        message: "full".into(),
+    };
+    let frame = encode_server(&message);
+    assert_eq!(frame, vec![0, 1, 12, 7, 4, b'f', b'u', b'l', b'l']);
+    assert_eq!(decode_server(&frame), Ok(message));
+}
