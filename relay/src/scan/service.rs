@@ -142,6 +142,12 @@ impl ScanService {
         Ok(service)
     }
 
+    /// Whether any scanner is configured (a deny list file or clamd). Without one nothing is
+    /// recorded or read: versions synced meanwhile are not scanned later.
+    pub fn enabled(&self) -> bool {
+        self.settings.deny_list.is_some() || self.clamd.is_some()
+    }
+
     /// The policy of `user`'s account.
     pub fn policy(&self, user: &str) -> ScanPolicy {
         self.settings
@@ -159,6 +165,9 @@ impl ScanService {
         user: &str,
         files: &BTreeMap<ChunkId, FileVersion>,
     ) -> Result<Vec<ChunkId>, StoreError> {
+        if !self.enabled() {
+            return Ok(Vec::new());
+        }
         let mut new = Vec::new();
         for (&content, file) in files {
             if self.store.verdict(user, content)?.is_some() {
@@ -266,6 +275,10 @@ impl ScanService {
 
     /// Starts the workers, the task that tells devices, and (with clamd) the signature watch.
     pub fn start(self: &Arc<Self>, relay: Arc<crate::server::Relay>) {
+        if !self.enabled() {
+            tracing::info!("no deny list and no clamd: file versions are not scanned");
+            return;
+        }
         let concurrency = self.concurrency();
         tracing::info!(
             policy = ?self.settings.policy,
