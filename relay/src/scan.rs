@@ -4,7 +4,8 @@
 //! every [`scanner::Scanner`] (the SHA-256 deny list, and clamd when configured) and record a
 //! [`cloud3_engine::wire::Verdict`] per user per content hash. [`gate::Refusals`] refuses the
 //! chunks of flagged versions (and, under the `hold` policy, of versions not yet clean) to
-//! every device and the viewer; devices are told each verdict that is not plainly clean (`ServerMessage::Verdicts`).
+//! every device and the viewer; devices are told each verdict that is not plainly clean
+//! (`ServerMessage::Verdicts`).
 
 pub mod clamd;
 pub mod denylist;
