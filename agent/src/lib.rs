@@ -15,6 +15,7 @@ pub mod keep;
 pub mod logging;
 pub mod nofollow;
 pub mod partial;
+pub mod quarantine;
 pub mod room;
 pub mod session;
 pub mod state;

@@ -16,6 +16,7 @@ use cloud3_engine::scan::{DiskEntry, DocOp, Known, RemoteEntry, Scanner};
 use cloud3_engine::session::PeerSync;
 use cloud3_engine::time::WallTime;
 use cloud3_engine::tree::{Content, ContentBody, DiskNames, FolderDoc, NodeKind};
+use cloud3_engine::wire::Verdict;
 use cloud3_engine::wire::limits::MAX_OPS_PER_CHANGE;
 
 use crate::db::{Batch, IndexEntry, LocalDb};
@@ -101,6 +102,12 @@ pub struct Syncer {
     /// does not scan: a folder that already holds files (a copy made before the device joined)
     /// is scanned against the relay's document, so what it shares with it is not duplicated.
     pub joined: bool,
+    /// The relay's scan verdicts on versions that are not plainly clean (flagged, held while
+    /// pending, too large), by content hash; told on connect and on every change.
+    pub verdicts: HashMap<ChunkId, Verdict>,
+    /// Versions whose blobs the relay refuses (flagged, or held): not fetched until a verdict
+    /// says they are clean.
+    pub refused: HashSet<ChunkId>,
     /// Paths whose deletion the mass-delete guard holds back (from the last scan): their index
     /// entries stay, so nothing is deleted elsewhere and nothing is written back here.
     pub paused_deletes: Vec<String>,
@@ -180,6 +187,8 @@ impl Syncer {
             skipped_actions: false,
             no_room: Vec::new(),
             joined,
+            verdicts: HashMap::new(),
+            refused: HashSet::new(),
             deletes_paused,
             paused_deletes: Vec::new(),
             confirm_deletes: false,
@@ -574,9 +583,18 @@ impl Syncer {
     }
 
     /// Plans what the document wants on disk.
+    /// Versions the relay refuses to serve (flagged by its scan, or held until scanned clean)
+    /// are not planned: the file stays as it is here until a verdict clears them.
     pub fn plan(&mut self) -> Vec<FileAction> {
         let remote = self.remote();
-        materialise::plan(&remote, &self.known())
+        let mut actions = materialise::plan(&remote, &self.known());
+        if !self.refused.is_empty() {
+            actions.retain(|action| match action {
+                FileAction::Write { content, .. } => !self.refused.contains(&content.hash()),
+                _ => true,
+            });
+        }
+        actions
     }
 
     /// Commits the document (if `doc_changed`) and the index batch in one transaction.
