@@ -97,7 +97,16 @@ pub async fn sync_once(folder: Folder) -> Result<Status, AgentError> {
 /// jitter), and keeps working offline.
 pub async fn run(folder: Folder) -> Result<(), AgentError> {
     let root = folder_root(&folder);
-    let mut syncer = Syncer::open(&root, folder.config.clone(), folder.key.device_id())?;
+    let syncer = Syncer::open(&root, folder.config.clone(), folder.key.device_id())?;
+    let root_check = syncer.root_check().clone();
+    // Whatever failed first once the disk went away (a write into `.cloud3/`, say), the
+    // reason to give is that the folder is gone.
+    serve(folder, root, syncer)
+        .await
+        .map_err(|error| root_check.explain(error))
+}
+
+async fn serve(folder: Folder, root: PathBuf, mut syncer: Syncer) -> Result<(), AgentError> {
     // Bound only now that this process holds the folder's database.
     let mut control = Control::start(&syncer.state)?;
     let mut status = Status::resumed(&syncer.state);

@@ -17,6 +17,7 @@ pub mod nofollow;
 pub mod partial;
 pub mod quarantine;
 pub mod room;
+pub mod root;
 pub mod session;
 pub mod state;
 pub mod status;

@@ -22,6 +22,7 @@ use cloud3_engine::wire::limits::MAX_OPS_PER_CHANGE;
 use crate::db::{Batch, IndexEntry, LocalDb};
 use crate::error::AgentError;
 use crate::hasher::{self, Hashed};
+use crate::root::FolderRoot;
 use crate::state::{Config, StateDir};
 use crate::walk::{self, Stat};
 
@@ -121,7 +122,7 @@ pub struct Syncer {
     pub last_scan_deletes: usize,
     /// The root as it was when the folder was opened (device and inode): another directory
     /// there (a disk not mounted, a folder replaced) stops syncing.
-    root_identity: (u64, u64),
+    root_check: FolderRoot,
     /// How this folder's file system compares names (probed once when the folder is opened).
     pub disk_names: DiskNames,
     /// Entries whose names another device cannot hold, or that this device holds under a
@@ -158,7 +159,7 @@ impl Syncer {
         // A device indexed before this flag existed has joined.
         let joined = db.meta(JOINED)?.is_some() || !index.is_empty();
         let deletes_paused = db.meta(DELETES_PAUSED)?.is_some_and(|v| v == [1]);
-        let root_identity = identity(root)?;
+        let root_check = FolderRoot::open(root, state.clone())?;
         let disk_names = probe_names(&state)?;
         if disk_names == DiskNames::CaseInsensitive {
             tracing::info!(
@@ -193,7 +194,7 @@ impl Syncer {
             paused_deletes: Vec::new(),
             confirm_deletes: false,
             last_scan_deletes: 0,
-            root_identity,
+            root_check,
             disk_names,
             name_notes: Vec::new(),
             db,
@@ -230,26 +231,12 @@ impl Syncer {
     /// marker `.cloud3/` (config and key) missing. Scanning such a folder would delete
     /// everything elsewhere; materialising into it would fill the wrong disk.
     pub fn check_root(&self) -> Result<(), AgentError> {
-        let gone = |reason: String| AgentError::FolderGone {
-            root: self.root.clone(),
-            reason,
-        };
-        match identity(&self.root) {
-            Ok(now) if now == self.root_identity => {}
-            Ok(_) => {
-                return Err(gone(
-                    "another directory is in its place (device or inode changed)".into(),
-                ));
-            }
-            Err(_) => return Err(gone("the folder is gone".into())),
-        }
-        if !self.state.exists() {
-            return Err(gone(format!(
-                "its marker {} (config and device key) is missing",
-                self.state.root().display()
-            )));
-        }
-        Ok(())
+        self.root_check.check()
+    }
+
+    /// The folder's root as opened, to tell after an error whether the folder went away.
+    pub fn root_check(&self) -> &FolderRoot {
+        &self.root_check
     }
 
     /// Whether the mass-delete guard holds deletions back.
@@ -938,12 +925,6 @@ fn probe_names(state: &StateDir) -> Result<DiskNames, AgentError> {
 }
 
 /// A directory's device and inode.
-fn identity(path: &Path) -> Result<(u64, u64), AgentError> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).map_err(|e| AgentError::io("stat", path, e))?;
-    Ok((meta.dev(), meta.ino()))
-}
-
 /// Removes leftovers of an interrupted run (temp files, staging) and recreates the directory.
 fn clean_dir(dir: &Path) -> Result<(), AgentError> {
     if dir.exists() {
