@@ -153,6 +153,13 @@ pub struct Device {
 }
 
 impl Device {
+    /// `cloud3 status --json`, parsed.
+    pub fn status_json(&self) -> Result<serde_json::Value> {
+        let output = self.command(&["status", "--json"])?;
+        check(&output, "cloud3 status --json")?;
+        serde_json::from_slice(&output.stdout).context("status JSON")
+    }
+
     /// `cloud3 init` with an invite or pairing code.
     pub fn init(
         dir: &Path,
@@ -420,6 +427,14 @@ pub fn cloud3(args: &[&str]) -> Result<Output> {
         )
         .output()
         .context("run cloud3")
+}
+
+/// `len` incompressible bytes, the same for the same `seed`.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    use rand::{Rng, SeedableRng};
+    let mut bytes = vec![0u8; len];
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut bytes);
+    bytes
 }
 
 /// Fails with the command's stderr unless it exited 0.

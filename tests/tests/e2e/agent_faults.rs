@@ -6,17 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cloud3_tests::small_disk::SmallDisk;
-use cloud3_tests::{Entry, Relay, binary, wait_until};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use cloud3_tests::{Entry, Relay, binary, random_bytes, wait_until};
 
 use crate::setup;
-
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len];
-    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut bytes);
-    bytes
-}
 
 /// Files (not directories) of a tree whose path is not inside `.cloud3`.
 fn files(tree: &std::collections::BTreeMap<String, Entry>) -> usize {

@@ -13,7 +13,7 @@ use cloud3_tests::{Device, check, wait_until};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::{setup, versions};
+use crate::{logged, setup, versions};
 
 /// Generous bound for a change to reach the other daemon (the figure is printed).
 const PROPAGATION: Duration = Duration::from_secs(10);
@@ -22,19 +22,16 @@ fn socket(device: &Device) -> PathBuf {
     device.dir.join(".cloud3/control.sock")
 }
 
-/// `status --json` of `device`.
-fn status(device: &Device) -> Result<serde_json::Value> {
-    let output = device.command(&["status", "--json"])?;
-    check(&output, "cloud3 status --json")?;
-    serde_json::from_slice(&output.stdout).context("status JSON")
-}
-
 /// Waits until the daemon of `device` answers on its socket and is connected to the relay.
 fn wait_connected(device: &Device) -> Result<()> {
     wait_until(
         Duration::from_secs(30),
         "the daemon to answer, connected",
-        || status(device).is_ok_and(|s| s["source"] == "daemon" && s["connected"] == true),
+        || {
+            device
+                .status_json()
+                .is_ok_and(|s| s["source"] == "daemon" && s["connected"] == true)
+        },
     )?;
     Ok(())
 }
@@ -62,20 +59,6 @@ fn restore_and_undelete_with_both_daemons_running_reach_the_other_device() -> Re
         device.start_daemon()?;
     }
     logged(&devices, restore_and_undelete(&devices[0], &devices[1]))
-}
-
-/// `result`, with the daemons' logs printed when it is a failure.
-fn logged(devices: &[Device], result: Result<()>) -> Result<()> {
-    if result.is_err() {
-        for device in devices {
-            eprintln!(
-                "{} daemon log:\n{}",
-                device.dir.display(),
-                device.daemon_log()
-            );
-        }
-    }
-    result
 }
 
 fn restore_and_undelete(a: &Device, b: &Device) -> Result<()> {
@@ -176,7 +159,7 @@ fn live_transfers(devices: &mut [Device], outside: &std::path::Path) -> Result<(
     wait_connected(b)?;
     let mode = std::fs::symlink_metadata(socket(a))?.permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
-    let live = status(a)?;
+    let live = a.status_json()?;
     assert_eq!(live["daemon_running"], true);
     assert_eq!(live["pid"], a.daemon_pid().context("daemon pid")?);
 
@@ -198,10 +181,13 @@ fn live_transfers(devices: &mut [Device], outside: &std::path::Path) -> Result<(
         "status to show big.bin uploading on A and downloading on B",
         || {
             if uploading.is_none() {
-                uploading = status(a).ok().and_then(|live| find(&live, "uploading"));
+                uploading = a
+                    .status_json()
+                    .ok()
+                    .and_then(|live| find(&live, "uploading"));
             }
             if downloading.is_none() {
-                downloading = status(b).ok().and_then(|live| {
+                downloading = b.status_json().ok().and_then(|live| {
                     let file = find(&live, "downloading")?;
                     Some((file, live["pending"]["download_files"].clone()))
                 });
@@ -220,7 +206,7 @@ fn live_transfers(devices: &mut [Device], outside: &std::path::Path) -> Result<(
     })?;
     for device in [a, b] {
         wait_until(Duration::from_secs(30), "the transfers to end", || {
-            status(device).is_ok_and(|s| {
+            device.status_json().is_ok_and(|s| {
                 s["pending"]["upload_files"] == 0
                     && s["pending"]["download_files"] == 0
                     && s["transfers"]["uploading"]
@@ -237,7 +223,7 @@ fn live_transfers(devices: &mut [Device], outside: &std::path::Path) -> Result<(
     devices[0].stop_daemon()?;
     let a = &devices[0];
     assert!(!socket(a).exists(), "the daemon removes its socket");
-    let offline = status(a)?;
+    let offline = a.status_json()?;
     assert_eq!(offline["source"], "file");
     assert_eq!(offline["daemon_running"], false);
     Ok(())
@@ -256,7 +242,7 @@ fn a_socket_left_by_a_killed_daemon_is_not_trusted() -> Result<()> {
     assert!(socket(a).exists(), "kill -9 leaves the socket file behind");
     // Nobody serves it: every command works directly, promptly.
     let start = Instant::now();
-    let offline = status(a)?;
+    let offline = a.status_json()?;
     assert_eq!(offline["source"], "file");
     assert_eq!(offline["daemon_running"], false);
     let history = run(a, &["history", "kept.txt"])?;
@@ -309,7 +295,7 @@ fn another_user_is_refused_on_the_control_socket() -> Result<()> {
     );
     assert!(!answer.contains("status"), "no status leaked: {answer}");
     // The owner is still served.
-    assert_eq!(status(a)?["source"], "daemon");
+    assert_eq!(a.status_json()?["source"], "daemon");
     Ok(())
 }
 
@@ -371,7 +357,8 @@ fn offline_restore(relay: &mut cloud3_tests::Relay, a: &Device, b: &Device) -> R
     let (data, addr) = (relay.data.clone(), relay.addr.clone());
     relay.kill();
     wait_until(Duration::from_secs(30), "A to notice it is offline", || {
-        status(a).is_ok_and(|s| s["source"] == "daemon" && s["connected"] == false)
+        a.status_json()
+            .is_ok_and(|s| s["source"] == "daemon" && s["connected"] == false)
     })?;
     let history = run(a, &["history", "plan.txt"])?;
     assert_eq!(versions(&history), 2, "{history}");

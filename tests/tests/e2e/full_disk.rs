@@ -10,25 +10,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use cloud3_tests::small_disk::SmallDisk;
-use cloud3_tests::{Device, Relay, binary, wait_until};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use cloud3_tests::{Device, Relay, binary, random_bytes, wait_until};
 
 const MIB: u64 = 1 << 20;
-
-/// Incompressible bytes (zstd cannot shrink them below the disk's size).
-fn random_bytes(seed: u64, len: u64) -> Vec<u8> {
-    let mut bytes = vec![0u8; len as usize];
-    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut bytes);
-    bytes
-}
-
-/// `status --json` of `device`.
-fn status(device: &Device) -> Result<serde_json::Value> {
-    let output = device.command(&["status", "--json"])?;
-    cloud3_tests::check(&output, "cloud3 status --json")?;
-    serde_json::from_slice(&output.stdout).context("status JSON")
-}
 
 /// The value of a counter or gauge on the relay's `/metrics` page.
 fn metric(relay: &Relay, name: &str) -> Result<f64> {
@@ -92,7 +76,7 @@ fn a_full_relay_refuses_cleanly_keeps_serving_and_resumes_when_it_has_room() -> 
 
     // 60 MB on a 40 MiB disk: refused with the specific reason, and the disk keeps its reserve
     // (the bytes of the refused upload are not left behind).
-    let big = random_bytes(1, 60 * MIB);
+    let big = random_bytes(1, (60 * MIB) as usize);
     laptop.write("big.bin", &big);
     let refused = laptop.command(&["sync"])?;
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -101,10 +85,13 @@ fn a_full_relay_refuses_cleanly_keeps_serving_and_resumes_when_it_has_room() -> 
         stderr.contains("relay storage full"),
         "the reason: {stderr}"
     );
+    // No blob goes into the 8 MiB reserve; the database's own small writes (claims, pending
+    // scan records, its file growing) may, which is what the reserve is for. A refused upload
+    // left behind would leave the disk full instead.
     let free = disk.free()?;
     ensure!(
-        free >= 8 * MIB,
-        "the relay keeps its reserve free: {free} bytes free"
+        free >= 7 * MIB,
+        "the relay keeps its reserve free of blobs: {free} bytes free"
     );
     ensure!(metric(&relay, "cloud3_storage_full")? == 1.0);
 
@@ -121,7 +108,11 @@ fn a_full_relay_refuses_cleanly_keeps_serving_and_resumes_when_it_has_room() -> 
     wait_until(
         Duration::from_secs(30),
         "status to show the full relay",
-        || status(&laptop).is_ok_and(|s| s["relay_storage_full"] == true),
+        || {
+            laptop
+                .status_json()
+                .is_ok_and(|s| s["relay_storage_full"] == true)
+        },
     )?;
     let text = laptop.command(&["status"])?;
     ensure!(
@@ -151,7 +142,7 @@ fn a_full_relay_refuses_cleanly_keeps_serving_and_resumes_when_it_has_room() -> 
         Duration::from_secs(120),
         "the big file to reach the relay",
         || {
-            status(&laptop).is_ok_and(|s| {
+            laptop.status_json().is_ok_and(|s| {
                 s["relay_storage_full"] == false
                     && s["pending"]["upload_files"] == 0
                     && s["connected"] == true
@@ -248,7 +239,7 @@ fn a_full_device_writes_what_fits_removes_partial_data_and_says_what_is_missing(
     let proxy = small.behind_proxy(&relay)?;
 
     // A 50 MB file cannot land on a 30 MiB disk; the small files that come with it do.
-    let big = random_bytes(2, 50 * MIB);
+    let big = random_bytes(2, (50 * MIB) as usize);
     source.write("big.bin", &big);
     source.write("small.txt", b"a small file");
     source.write("docs/readme.md", b"another");
@@ -264,7 +255,7 @@ fn a_full_device_writes_what_fits_removes_partial_data_and_says_what_is_missing(
         "partial data left: {:?}",
         leftovers(&small)
     );
-    let missing = no_room(&status(&small)?);
+    let missing = no_room(&small.status_json()?);
     ensure!(
         missing.len() == 1 && missing[0].0 == "big.bin",
         "{missing:?}"
@@ -279,7 +270,7 @@ fn a_full_device_writes_what_fits_removes_partial_data_and_says_what_is_missing(
 
     // A file that fits when its download starts, but the disk fills while it arrives: given
     // up, its partial bytes removed, reported.
-    let medium = random_bytes(3, 12 * MIB);
+    let medium = random_bytes(3, (12 * MIB) as usize);
     source.write("medium.bin", &medium);
     source.sync()?;
     proxy.set_delay(Duration::from_millis(30));
@@ -323,7 +314,7 @@ fn a_full_device_writes_what_fits_removes_partial_data_and_says_what_is_missing(
         "partial data left: {:?}",
         leftovers(&small)
     );
-    let missing = no_room(&status(&small)?);
+    let missing = no_room(&small.status_json()?);
     ensure!(
         missing
             .iter()
@@ -335,7 +326,7 @@ fn a_full_device_writes_what_fits_removes_partial_data_and_says_what_is_missing(
     std::fs::remove_file(&filler)?;
     small.sync()?;
     ensure!(small.read("medium.bin").as_deref() == Some(medium.as_slice()));
-    let missing = no_room(&status(&small)?);
+    let missing = no_room(&small.status_json()?);
     ensure!(
         missing.len() == 1 && missing[0].0 == "big.bin",
         "{missing:?}"
@@ -347,7 +338,7 @@ fn a_full_device_writes_what_fits_removes_partial_data_and_says_what_is_missing(
     let (_, down_before) = proxy.bytes();
     small.sync()?;
     let (_, down_after) = proxy.bytes();
-    ensure!(no_room(&status(&small)?).is_empty());
+    ensure!(no_room(&small.status_json()?).is_empty());
     ensure!(
         down_after - down_before < MIB,
         "{} bytes fetched after the big file was deleted",
@@ -385,7 +376,7 @@ fn a_running_daemon_lists_what_does_not_fit_and_fetches_it_once_there_is_room() 
         "small",
     )?;
     configure(&small, "rescan_interval_ms", "1000")?;
-    let big = random_bytes(4, 30 * MIB);
+    let big = random_bytes(4, (30 * MIB) as usize);
     source.write("big.bin", &big);
     source.write("small.txt", b"fits");
     source.sync()?;
@@ -395,7 +386,7 @@ fn a_running_daemon_lists_what_does_not_fit_and_fetches_it_once_there_is_room() 
         Duration::from_secs(60),
         "the daemon to list big.bin",
         || {
-            status(&small).is_ok_and(|s| {
+            small.status_json().is_ok_and(|s| {
                 s["source"] == "daemon" && no_room(&s).iter().any(|(path, ..)| path == "big.bin")
             })
         },
@@ -410,7 +401,7 @@ fn a_running_daemon_lists_what_does_not_fit_and_fetches_it_once_there_is_room() 
         small.read("big.bin").as_deref() == Some(big.as_slice())
     })?;
     wait_until(Duration::from_secs(10), "status to forget big.bin", || {
-        status(&small).is_ok_and(|s| no_room(&s).is_empty())
+        small.status_json().is_ok_and(|s| no_room(&s).is_empty())
     })?;
     small.stop_daemon()?;
     Ok(())

@@ -6,24 +6,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use cloud3_tests::{Device, Relay, binary, wait_until};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use cloud3_tests::{Device, Relay, binary, random_bytes, wait_until};
 
 const MIB: usize = 1 << 20;
-
-/// Incompressible bytes.
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len];
-    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut bytes);
-    bytes
-}
-
-fn status(device: &Device) -> Result<serde_json::Value> {
-    let output = device.command(&["status", "--json"])?;
-    cloud3_tests::check(&output, "cloud3 status --json")?;
-    serde_json::from_slice(&output.stdout).context("status JSON")
-}
 
 /// Runs `cloud3-relay ARGS --data DATA` (through the running relay's admin socket).
 fn relay_admin(relay: &Relay, args: &[&str]) -> Result<String> {
@@ -92,7 +77,7 @@ fn a_device_over_quota_keeps_its_files_and_syncs_once_gc_frees_space() -> Result
     wait_until(
         Duration::from_secs(30),
         "status to show the full quota",
-        || status(&laptop).is_ok_and(|s| s["quota_full"] == true),
+        || laptop.status_json().is_ok_and(|s| s["quota_full"] == true),
     )?;
     let text = laptop.command(&["status"])?;
     let text = String::from_utf8_lossy(&text.stdout);
@@ -116,7 +101,7 @@ fn a_device_over_quota_keeps_its_files_and_syncs_once_gc_frees_space() -> Result
         Duration::from_secs(90),
         "the upload once space is freed",
         || {
-            status(&laptop).is_ok_and(|s| {
+            laptop.status_json().is_ok_and(|s| {
                 s["quota_full"] == false
                     && s["pending"]["upload_files"] == 0
                     && s["connected"] == true

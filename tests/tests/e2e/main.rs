@@ -21,6 +21,20 @@ use std::path::Path;
 use anyhow::Result;
 use cloud3_tests::{Device, Relay};
 
+/// `result`, with every device's daemon log printed first when it is an error.
+pub(crate) fn logged(devices: &[Device], result: Result<()>) -> Result<()> {
+    if result.is_err() {
+        for device in devices {
+            eprintln!(
+                "{} daemon log:\n{}",
+                device.dir.display(),
+                device.daemon_log()
+            );
+        }
+    }
+    result
+}
+
 /// A relay with user alice and `n` enrolled devices (the first by invite, the rest paired).
 pub(crate) fn setup(root: &Path, n: usize) -> Result<(Relay, Vec<Device>)> {
     let relay = Relay::start(&root.join("relay"))?;

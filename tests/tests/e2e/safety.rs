@@ -18,24 +18,19 @@ const FILES: usize = 1000;
 /// Generous bound for the daemons to notice and exchange a change.
 const SETTLE: Duration = Duration::from_secs(60);
 
-/// `status --json` of `device`.
-fn status(device: &Device) -> Result<serde_json::Value> {
-    let output = device.command(&["status", "--json"])?;
-    check(&output, "cloud3 status --json")?;
-    serde_json::from_slice(&output.stdout).context("status JSON")
-}
-
 /// Waits until the daemon of `device` answers on its socket, connected to the relay.
 fn wait_connected(device: &Device) -> Result<()> {
     wait_until(SETTLE, "the daemon to answer, connected", || {
         std::thread::sleep(Duration::from_millis(100));
-        status(device).is_ok_and(|s| s["source"] == "daemon" && s["connected"] == true)
+        device
+            .status_json()
+            .is_ok_and(|s| s["source"] == "daemon" && s["connected"] == true)
     })?;
     Ok(())
 }
 
 fn paused(device: &Device) -> Result<u64> {
-    status(device)?["paused_deletes"]
+    device.status_json()?["paused_deletes"]
         .as_u64()
         .context("paused_deletes in status --json")
 }
@@ -553,7 +548,7 @@ fn names_differing_only_in_case_both_survive_on_a_case_insensitive_device() -> R
         on_c.keys().any(|path| path.contains("(case clash 2)")),
         "the second is kept under a clash name: {on_c:?}"
     );
-    let clashes = status(&c)?["name_clashes"].to_string();
+    let clashes = c.status_json()?["name_clashes"].to_string();
     assert!(clashes.contains("case clash"), "status lists it: {clashes}");
     // Syncing back changes nothing: no rename or new file reaches the other device.
     c.sync()?;

@@ -64,15 +64,9 @@ fn wait_for_verdicts(relay: &Relay, needle: &str, n: usize) -> Result<String> {
     Ok(last)
 }
 
-fn status_json(device: &Device) -> Result<Value> {
-    let output = device.command(&["status", "--json"])?;
-    check(&output, "cloud3 status --json")?;
-    serde_json::from_slice(&output.stdout).context("status json")
-}
-
 /// The scan note `status --json` gives for `path`.
 fn scan_note(device: &Device, path: &str) -> Result<Value> {
-    let status = status_json(device)?;
+    let status = device.status_json()?;
     status["scan"]["files"]
         .as_array()
         .and_then(|files| files.iter().find(|f| f["path"] == path).cloned())
@@ -177,7 +171,7 @@ fn flag_mode_syncs_while_clamd_is_down_then_quarantines_what_it_flags() -> Resul
         eicar(),
         "kept in quarantine, never deleted"
     );
-    let status = status_json(&b)?;
+    let status = b.status_json()?;
     let quarantined = &status["scan"]["quarantined"][0];
     assert_eq!(quarantined["path"], "eicar.txt", "{status}");
     assert_eq!(quarantined["engine"], "clamav", "{status}");
@@ -241,7 +235,7 @@ fn the_deny_list_catches_a_file_without_clamd_and_release_lets_it_through() -> R
     b.sync()?;
     assert_eq!(b.read("report.txt"), Some(report));
     assert!(
-        status_json(&b)?["scan"]["files"]
+        b.status_json()?["scan"]["files"]
             .as_array()
             .is_none_or(|f| f.is_empty()),
         "nothing left to report"

@@ -11,15 +11,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
-use crate::setup;
+use crate::{logged, setup};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn status_json(device: &Device) -> Result<Value> {
-    let output = device.command(&["status", "--json"])?;
-    check(&output, "cloud3 status --json")?;
-    serde_json::from_slice(&output.stdout).context("status JSON")
-}
 
 fn status_text(device: &Device) -> Result<String> {
     let output = device.command(&["status"])?;
@@ -34,19 +28,6 @@ fn device_named(status: &Value, name: &str) -> Option<Value> {
         .iter()
         .find(|device| device["name"] == name)
         .cloned()
-}
-
-fn logged(devices: &[Device], result: Result<()>) -> Result<()> {
-    if result.is_err() {
-        for device in devices {
-            eprintln!(
-                "{} daemon log:\n{}",
-                device.dir.display(),
-                device.daemon_log()
-            );
-        }
-    }
-    result
 }
 
 #[test]
@@ -75,7 +56,7 @@ fn status_story(root: &std::path::Path, mut relay: Relay, devices: &mut [Device]
         .context("a conflict copy on A")?;
 
     // Without a daemon: what the last `sync` recorded.
-    let status = status_json(a)?;
+    let status = a.status_json()?;
     assert_eq!(
         status["conflicts"],
         serde_json::json!([{ "copy": copy, "original": "report.txt" }]),
@@ -102,12 +83,12 @@ fn status_story(root: &std::path::Path, mut relay: Relay, devices: &mut [Device]
     devices[0].start_daemon()?;
     devices[1].start_daemon()?;
     let (a, b) = (&devices[0], &devices[1]);
-    let b_id = status_json(b)?["device"]
+    let b_id = b.status_json()?["device"]
         .as_str()
         .context("B's id")?
         .to_owned();
     wait_until(WAIT, "A to see dev1 online", || {
-        status_json(a).is_ok_and(|s| {
+        a.status_json().is_ok_and(|s| {
             device_named(&s, "dev1").is_some_and(|d| d["online"] == true && d["id"] == *b_id)
         })
     })?;
@@ -122,11 +103,11 @@ fn status_story(root: &std::path::Path, mut relay: Relay, devices: &mut [Device]
     devices[0].start_daemon()?;
     let a = &devices[0];
     wait_until(WAIT, "A's new daemon to see dev1 online", || {
-        status_json(a).is_ok_and(|s| {
+        a.status_json().is_ok_and(|s| {
             s["source"] == "daemon" && device_named(&s, "dev1").is_some_and(|d| d["online"] == true)
         })
     })?;
-    let status = status_json(a)?;
+    let status = a.status_json()?;
     assert_eq!(status["sync"]["last_upload"], sent, "{status}");
     assert!(status["sync"]["last_download"].is_i64(), "{status}");
 
@@ -134,7 +115,7 @@ fn status_story(root: &std::path::Path, mut relay: Relay, devices: &mut [Device]
     devices[1].stop_daemon()?;
     let a = &devices[0];
     wait_until(WAIT, "A to see dev1 gone", || {
-        status_json(a).is_ok_and(|s| {
+        a.status_json().is_ok_and(|s| {
             device_named(&s, "dev1")
                 .is_some_and(|d| d["online"] == false && d["last_seen"].is_i64())
         })
@@ -149,9 +130,9 @@ fn status_story(root: &std::path::Path, mut relay: Relay, devices: &mut [Device]
     let addr = relay.addr.clone();
     relay.kill();
     wait_until(WAIT, "A to notice the relay is gone", || {
-        status_json(a).is_ok_and(|s| s["connected"] == false)
+        a.status_json().is_ok_and(|s| s["connected"] == false)
     })?;
-    let status = status_json(a)?;
+    let status = a.status_json()?;
     let dev1 = device_named(&status, "dev1").context("dev1 still listed")?;
     assert!(dev1["online"].is_null(), "{status}");
     assert!(dev1["last_seen"].is_i64(), "{status}");
@@ -166,9 +147,10 @@ fn status_story(root: &std::path::Path, mut relay: Relay, devices: &mut [Device]
     std::fs::write(&outside, &bytes)?;
     std::fs::rename(&outside, a.dir.join("offline.bin"))?;
     wait_until(WAIT, "the offline file to be pending", || {
-        status_json(a).is_ok_and(|s| s["pending"]["upload_files"] == 1)
+        a.status_json()
+            .is_ok_and(|s| s["pending"]["upload_files"] == 1)
     })?;
-    let status = status_json(a)?;
+    let status = a.status_json()?;
     assert_eq!(status["pending"]["upload_bytes"], size, "{status}");
     let text = status_text(a)?;
     assert!(
@@ -179,7 +161,7 @@ fn status_story(root: &std::path::Path, mut relay: Relay, devices: &mut [Device]
     // The relay returns: sent, nothing pending, a later upload time.
     let _relay = Relay::start_on(&relay.data, &addr)?;
     wait_until(WAIT, "the offline file to be sent", || {
-        status_json(a).is_ok_and(|s| {
+        a.status_json().is_ok_and(|s| {
             s["connected"] == true
                 && s["pending"]["upload_files"] == 0
                 && s["sync"]["last_upload"].as_i64().is_some_and(|t| t > sent)
