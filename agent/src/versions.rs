@@ -208,7 +208,90 @@ fn doc_error(error: impl std::fmt::Display) -> AgentError {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
+    use cloud3_engine::ids::DeviceId;
+
     use super::*;
+    use crate::state::StateDir;
+
+    fn open(dir: &std::path::Path) -> Syncer {
+        let config =
+            toml::from_str("relay = \"ws://127.0.0.1:9\"\nuser = \"u\"\ndevice_name = \"d\"")
+                .expect("config");
+        Syncer::open(dir, config, DeviceId([1; 32])).expect("syncer")
+    }
+
+    fn usage(result: Result<(), AgentError>) -> String {
+        match result {
+            Err(AgentError::Usage(message)) => message,
+            other => panic!("a usage error, not {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_versions_inside_the_learnt_window_are_offered() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::of(dir.path());
+        state.create().unwrap();
+        state.create_key().unwrap();
+        let mut syncer = open(dir.path());
+        state.save_config(&syncer.config).unwrap();
+        syncer.join().unwrap();
+        for text in ["one", "two"] {
+            std::fs::write(dir.path().join("f.txt"), text).unwrap();
+            assert!(syncer.scan(&HashSet::new()).unwrap());
+        }
+        std::fs::write(dir.path().join("gone.txt"), "gone").unwrap();
+        assert!(syncer.scan(&HashSet::new()).unwrap());
+        std::fs::remove_file(dir.path().join("gone.txt")).unwrap();
+        assert!(syncer.scan(&HashSet::new()).unwrap());
+
+        // No window learnt yet: everything is offered, and the history says it does not know.
+        let listed = history(&mut syncer, "f.txt").unwrap();
+        assert_eq!(listed.versions.len(), 2);
+        assert_eq!((listed.dropped, listed.window_days), (0, None));
+
+        // A 30-day window, kept across a restart: still everything.
+        syncer
+            .learn_window(Window::learnt(30, wall_now(), wall_now()))
+            .unwrap();
+        drop(syncer);
+        let mut syncer = open(dir.path());
+        assert_eq!(syncer.window.map(|w| w.days), Some(30));
+        let listed = history(&mut syncer, "f.txt").unwrap();
+        assert_eq!((listed.versions.len(), listed.dropped), (2, 0));
+
+        // The relay's clock a minute ahead and no window: only the current version is left,
+        // under its own number; the dropped one and the deleted file are refused.
+        let ahead = WallTime(wall_now().0 + 60_000);
+        syncer
+            .learn_window(Window::learnt(0, ahead, wall_now()))
+            .unwrap();
+        let listed = history(&mut syncer, "f.txt").unwrap();
+        let numbers: Vec<usize> = listed.versions.iter().map(|v| v.number).collect();
+        assert_eq!((numbers, listed.dropped), (vec![1], 1));
+        assert_eq!(listed.window_days, Some(0));
+        let refused = usage(restore(&mut syncer, "f.txt", Some(0)));
+        assert!(
+            refused.starts_with("version 0 of f.txt was dropped"),
+            "{refused}"
+        );
+        let gone = history(&mut syncer, "gone.txt").unwrap();
+        assert!(gone.deleted && gone.versions.is_empty() && gone.dropped == 1);
+        let refused = usage(restore(&mut syncer, "gone.txt", None));
+        assert!(
+            refused.starts_with("gone.txt was deleted before"),
+            "{refused}"
+        );
+        assert!(
+            syncer
+                .doc
+                .find_path("gone.txt")
+                .is_some_and(|(_, deleted)| deleted)
+        );
+        restore(&mut syncer, "f.txt", Some(1)).unwrap();
+    }
 
     #[test]
     fn the_cutoff_is_the_relays_now_less_the_window() {
