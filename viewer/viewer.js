@@ -245,6 +245,14 @@ function rowsFor(entries, from, to) {
     date.className = 'date';
     date.textContent = formatDate(entry.mtime);
     row.append(name, size, date);
+    if (entry.flagged) {
+      // The relay's scan flagged this version: a warning, and no way to open or download it.
+      row.classList.add('flagged');
+      const warning = document.createElement('span');
+      warning.className = 'warning';
+      warning.textContent = ` ⚠ flagged by the relay's malware scan: ${entry.verdict}`;
+      name.append(warning);
+    }
     row.onclick = (event) => {
       if (event.target.closest('a')) return; // the link navigates
       go(entry.path);
@@ -357,6 +365,15 @@ function open(entry, version) {
   say('');
   $('file').hidden = false;
   $('file-name').textContent = entry.path + (version >= 0 ? ` (version ${version + 1})` : '');
+  $('download').hidden = true;
+  $('download').removeAttribute('href');
+  if (entry.flagged && version < 0) {
+    state.open = null;
+    $('preview').textContent = `Not available: the relay's malware scan flagged this file (${entry.verdict}).`;
+    $('versions').replaceChildren();
+    $('versions-note').hidden = true;
+    return;
+  }
   $('preview').textContent = 'loading…';
   try {
     const opened = state.viewer.open(entry.id, version);
@@ -387,24 +404,41 @@ function open(entry, version) {
 }
 
 const TEXT = /\.(txt|md|json|toml|rs|js|ts|css|html|csv|log|py|sh|yaml|yml|c|h)$/i;
-const IMAGE = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp', svg: 'image/svg+xml' };
+// Nothing active is shown inline: the type comes from the bytes (magic numbers), never from the
+// name, and only raster images and plain text are previewed. Everything is downloaded as
+// application/octet-stream, so a polyglot file (HTML or SVG posing as anything) never runs as
+// a page on the relay's origin.
+function inlineType(bytes) {
+  const starts = (...magic) => magic.every((b, i) => bytes[i] === b);
+  if (starts(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a)) return 'image/png';
+  if (starts(0xff, 0xd8, 0xff)) return 'image/jpeg';
+  if (starts(0x47, 0x49, 0x46, 0x38)) return 'image/gif';
+  if (starts(0x52, 0x49, 0x46, 0x46) && bytes[8] === 0x57 && bytes[9] === 0x45 && bytes[10] === 0x42 && bytes[11] === 0x50) return 'image/webp';
+  if (bytes.includes(0)) return null;
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    return 'text/plain';
+  } catch {
+    return null;
+  }
+}
 
 function show(bytes) {
   const entry = state.open.entry;
-  const extension = entry.name.split('.').pop().toLowerCase();
-  const type = IMAGE[extension] || 'application/octet-stream';
-  const url = URL.createObjectURL(new Blob([bytes], { type }));
+  const type = inlineType(bytes);
   const download = $('download');
-  download.href = url;
+  download.href = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
   download.download = entry.name;
+  download.hidden = false;
   const preview = $('preview');
   preview.replaceChildren();
-  if (IMAGE[extension]) {
+  preview.dataset.type = type || 'download';
+  if (type && type.startsWith('image/')) {
     const img = document.createElement('img');
     img.alt = entry.name;
-    img.src = url;
+    img.src = URL.createObjectURL(new Blob([bytes], { type }));
     preview.append(img);
-  } else if (TEXT.test(entry.name)) {
+  } else if (type === 'text/plain') {
     const pre = document.createElement('pre');
     pre.textContent = new TextDecoder().decode(bytes);
     preview.append(pre);

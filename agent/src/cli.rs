@@ -122,4 +122,29 @@ pub enum Command {
         #[command(flatten)]
         dir: DirArg,
     },
+    /// Files the relay's malware scan flagged, moved into `.cloud3/quarantine/`.
+    Quarantine {
+        /// What to do.
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
+}
+
+/// `quarantine` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineAction {
+    /// List quarantined files: path, engine, signature.
+    List {
+        /// Folder selection.
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Put a quarantined file back at its path (your decision: this device then keeps it).
+    Restore {
+        /// The file's path in the folder, as `quarantine list` prints it.
+        path: String,
+        /// Folder selection.
+        #[command(flatten)]
+        dir: DirArg,
+    },
 }

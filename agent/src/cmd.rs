@@ -5,6 +5,7 @@ mod devices;
 mod history;
 mod init;
 mod pair;
+mod quarantine;
 mod revoke;
 mod run;
 mod status;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> Result<(), AgentError> {
         Command::Status { dir, json } => status::run(&dir.dir, json),
         Command::History { path, dir } => history::run(&dir.dir, &path),
         Command::Restore { path, version, dir } => history::restore(&dir.dir, &path, version),
+        Command::Quarantine { action } => quarantine::run(action),
         Command::ConfirmDeletes { undo, dir } => confirm_deletes::run(&dir.dir, undo),
     }
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cloud3_engine::tree::name::conflict_original;
-use cloud3_engine::wire::ServerMessage;
+use cloud3_engine::wire::{ServerMessage, Verdict};
 
 use crate::cmd::Folder;
 use crate::control::{self, Control};
@@ -97,7 +97,16 @@ pub async fn sync_once(folder: Folder) -> Result<Status, AgentError> {
 /// jitter), and keeps working offline.
 pub async fn run(folder: Folder) -> Result<(), AgentError> {
     let root = folder_root(&folder);
-    let mut syncer = Syncer::open(&root, folder.config.clone(), folder.key.device_id())?;
+    let syncer = Syncer::open(&root, folder.config.clone(), folder.key.device_id())?;
+    let root_check = syncer.root_check().clone();
+    // Whatever failed first once the disk went away (a write into `.cloud3/`, say), the
+    // reason to give is that the folder is gone.
+    serve(folder, root, syncer)
+        .await
+        .map_err(|error| root_check.explain(error))
+}
+
+async fn serve(folder: Folder, root: PathBuf, mut syncer: Syncer) -> Result<(), AgentError> {
     // Bound only now that this process holds the folder's database.
     let mut control = Control::start(&syncer.state)?;
     let mut status = Status::resumed(&syncer.state);
@@ -263,6 +272,7 @@ async fn recover(syncer: &mut Syncer) -> Result<(), AgentError> {
 
 fn fill_status(syncer: &mut Syncer, status: &mut Status) {
     status.waiting_to_join = !syncer.joined;
+    status.scan = scan_status(syncer);
     status.paused_deletes = syncer.paused_deletes.len();
     status.paused_delete_paths = syncer
         .paused_deletes
@@ -313,6 +323,42 @@ fn conflict_copies<'a>(paths: impl Iterator<Item = &'a String>) -> Vec<ConflictC
             })
         })
         .collect()
+}
+
+/// The scan's verdicts on the folder's current files, and what sits in quarantine.
+fn scan_status(syncer: &mut Syncer) -> crate::status::ScanStatus {
+    let mut files = Vec::new();
+    if !syncer.verdicts.is_empty() || !syncer.refused.is_empty() {
+        let remote = syncer.remote();
+        for entry in remote.values() {
+            let Some(content) = &entry.content else {
+                continue;
+            };
+            let hash = content.hash();
+            let refused = syncer.refused.contains(&hash);
+            let Some(verdict) = syncer.verdicts.get(&hash) else {
+                continue;
+            };
+            let (engine, signature) = match verdict {
+                Verdict::Flagged { engine, signature } => {
+                    (Some(engine.clone()), Some(signature.clone()))
+                }
+                _ => (None, None),
+            };
+            files.push(crate::status::ScanNote {
+                path: entry.path.clone(),
+                verdict: verdict.to_string(),
+                engine,
+                signature,
+                refused,
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+    let quarantined = crate::quarantine::QuarantineList::load(&syncer.state)
+        .map(|list| list.held().cloned().collect())
+        .unwrap_or_default();
+    crate::status::ScanStatus { files, quarantined }
 }
 
 fn folder_root(folder: &Folder) -> PathBuf {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cloud3_engine::ids::{DeviceId, FolderId};
 use cloud3_engine::session::DocOutgoing;
-use cloud3_engine::wire::{ClientMessage, ServerMessage};
+use cloud3_engine::wire::{ClientMessage, ContentVerdict, ServerMessage, Verdict};
 
 use crate::apply;
 use crate::error::AgentError;
@@ -44,6 +44,9 @@ impl Session {
     /// Starts a session: uploads what is pending and sends our heads.
     pub async fn start(syncer: &mut Syncer, link: Link) -> Result<Session, AgentError> {
         syncer.learn_window(link.window())?;
+        // The relay tells its verdicts anew on every connection.
+        syncer.verdicts.clear();
+        syncer.refused.clear();
         let mut session = Session {
             link,
             relay_heads: None,
@@ -146,9 +149,44 @@ impl Session {
                 tracing::warn!(?code, message, "relay reported an error");
             }
             ServerMessage::Pong(_) => {}
+            ServerMessage::Verdicts(verdicts) => {
+                if self.verdicts(syncer, verdicts)? {
+                    self.materialise(syncer).await?;
+                }
+            }
             other => tracing::debug!(?other, "ignoring message"),
         }
         Ok(())
+    }
+
+    /// Takes the relay's scan verdicts: a flagged version this device holds goes to quarantine;
+    /// returns whether a version it refused before is now served (so it is fetched).
+    fn verdicts(
+        &mut self,
+        syncer: &mut Syncer,
+        verdicts: Vec<ContentVerdict>,
+    ) -> Result<bool, AgentError> {
+        let mut cleared = false;
+        for ContentVerdict { content, verdict } in verdicts {
+            match &verdict {
+                Verdict::Clean => {
+                    syncer.verdicts.remove(&content);
+                    cleared |= syncer.refused.remove(&content);
+                }
+                Verdict::Flagged { engine, signature } => {
+                    syncer.refused.insert(content);
+                    let moved = crate::quarantine::flagged(syncer, content, engine, signature)?;
+                    if !moved.is_empty() {
+                        tracing::warn!(files = ?moved, engine, signature, "quarantined");
+                    }
+                    syncer.verdicts.insert(content, verdict);
+                }
+                Verdict::Unscanned { .. } => {
+                    syncer.verdicts.insert(content, verdict);
+                }
+            }
+        }
+        Ok(cleared)
     }
 
     /// Records when the folder and the relay agree, and when the relay has shown it holds
@@ -197,6 +235,11 @@ impl Session {
             }
             tracing::debug!(actions = ?crate::logging::Head(&actions), "materialising");
             let applied = apply::apply(syncer, Some(&mut self.link), actions).await?;
+            // Versions the relay refused are not planned again until a verdict clears them.
+            for (content, verdict) in self.link.refused.drain(..) {
+                syncer.refused.insert(content);
+                syncer.verdicts.entry(content).or_insert(verdict);
+            }
             tracing::info!(
                 done = applied.done,
                 skipped = applied.skipped,

@@ -71,6 +71,34 @@ pub struct Status {
     /// the relay's garbage collection counts at once).
     #[serde(default)]
     pub quota_full: bool,
+    /// What the relay's malware scan says about files of the folder.
+    #[serde(default)]
+    pub scan: ScanStatus,
+}
+
+/// The malware scan's findings as this device knows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanStatus {
+    /// Files of the folder whose current version is flagged, held for the scan or unscanned.
+    pub files: Vec<ScanNote>,
+    /// Files this device moved into `.cloud3/quarantine/` (and not restored).
+    pub quarantined: Vec<crate::quarantine::Quarantined>,
+}
+
+/// One file's verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanNote {
+    /// The file's path in the folder.
+    pub path: String,
+    /// The verdict as people read it: `Flagged { engine: E, signature: S }`,
+    /// `Unscanned { pending }`, `Unscanned { too large }`.
+    pub verdict: String,
+    /// The scanner that flagged it.
+    pub engine: Option<String>,
+    /// What it recognised.
+    pub signature: Option<String>,
+    /// Whether the relay refuses its bytes to this device (flagged, or held until clean).
+    pub refused: bool,
 }
 
 /// When changes last went each way, Unix ms (`None`: never, as far as this device recorded).
@@ -325,7 +353,8 @@ mod tests {
                 + r#""conflicts":[{"copy":"a (conflict from b 2024-10-27 134507).txt","#
                 + r#""original":"a.txt"}],"paused_deletes":0,"paused_delete_paths":[],"#
                 + r#""name_clashes":[],"name_clashes_total":0,"#
-                + r#""relay_storage_full":false,"no_room":[],"quota_full":false}"#
+                + r#""relay_storage_full":false,"no_room":[],"quota_full":false,"#
+                + r#""scan":{"files":[],"quarantined":[]}}"#
         );
     }
 

@@ -16,11 +16,13 @@ use cloud3_engine::scan::{DiskEntry, DocOp, Known, RemoteEntry, Scanner};
 use cloud3_engine::session::PeerSync;
 use cloud3_engine::time::WallTime;
 use cloud3_engine::tree::{Content, ContentBody, DiskNames, FolderDoc, NodeKind};
+use cloud3_engine::wire::Verdict;
 use cloud3_engine::wire::limits::MAX_OPS_PER_CHANGE;
 
 use crate::db::{Batch, IndexEntry, LocalDb};
 use crate::error::AgentError;
 use crate::hasher::{self, Hashed};
+use crate::root::FolderRoot;
 use crate::state::{Config, StateDir};
 use crate::versions::Window;
 use crate::walk::{self, Stat};
@@ -105,6 +107,12 @@ pub struct Syncer {
     /// does not scan: a folder that already holds files (a copy made before the device joined)
     /// is scanned against the relay's document, so what it shares with it is not duplicated.
     pub joined: bool,
+    /// The relay's scan verdicts on versions that are not plainly clean (flagged, held while
+    /// pending, too large), by content hash; told on connect and on every change.
+    pub verdicts: HashMap<ChunkId, Verdict>,
+    /// Versions whose blobs the relay refuses (flagged, or held): not fetched until a verdict
+    /// says they are clean.
+    pub refused: HashSet<ChunkId>,
     /// Paths whose deletion the mass-delete guard holds back (from the last scan): their index
     /// entries stay, so nothing is deleted elsewhere and nothing is written back here.
     pub paused_deletes: Vec<String>,
@@ -121,7 +129,7 @@ pub struct Syncer {
     pub last_scan_deletes: usize,
     /// The root as it was when the folder was opened (device and inode): another directory
     /// there (a disk not mounted, a folder replaced) stops syncing.
-    root_identity: (u64, u64),
+    root_check: FolderRoot,
     /// How this folder's file system compares names (probed once when the folder is opened).
     pub disk_names: DiskNames,
     /// Entries whose names another device cannot hold, or that this device holds under a
@@ -161,7 +169,7 @@ impl Syncer {
         let window = db
             .meta(RETENTION_WINDOW)?
             .and_then(|bytes| postcard::from_bytes(&bytes).ok());
-        let root_identity = identity(root)?;
+        let root_check = FolderRoot::open(root, state.clone())?;
         let disk_names = probe_names(&state)?;
         if disk_names == DiskNames::CaseInsensitive {
             tracing::info!(
@@ -190,12 +198,14 @@ impl Syncer {
             skipped_actions: false,
             no_room: Vec::new(),
             joined,
+            verdicts: HashMap::new(),
+            refused: HashSet::new(),
             deletes_paused,
             window,
             paused_deletes: Vec::new(),
             confirm_deletes: false,
             last_scan_deletes: 0,
-            root_identity,
+            root_check,
             disk_names,
             name_notes: Vec::new(),
             db,
@@ -232,26 +242,12 @@ impl Syncer {
     /// marker `.cloud3/` (config and key) missing. Scanning such a folder would delete
     /// everything elsewhere; materialising into it would fill the wrong disk.
     pub fn check_root(&self) -> Result<(), AgentError> {
-        let gone = |reason: String| AgentError::FolderGone {
-            root: self.root.clone(),
-            reason,
-        };
-        match identity(&self.root) {
-            Ok(now) if now == self.root_identity => {}
-            Ok(_) => {
-                return Err(gone(
-                    "another directory is in its place (device or inode changed)".into(),
-                ));
-            }
-            Err(_) => return Err(gone("the folder is gone".into())),
-        }
-        if !self.state.exists() {
-            return Err(gone(format!(
-                "its marker {} (config and device key) is missing",
-                self.state.root().display()
-            )));
-        }
-        Ok(())
+        self.root_check.check()
+    }
+
+    /// The folder's root as opened, to tell after an error whether the folder went away.
+    pub fn root_check(&self) -> &FolderRoot {
+        &self.root_check
     }
 
     /// Whether the mass-delete guard holds deletions back.
@@ -602,9 +598,18 @@ impl Syncer {
     }
 
     /// Plans what the document wants on disk.
+    /// Versions the relay refuses to serve (flagged by its scan, or held until scanned clean)
+    /// are not planned: the file stays as it is here until a verdict clears them.
     pub fn plan(&mut self) -> Vec<FileAction> {
         let remote = self.remote();
-        materialise::plan(&remote, &self.known())
+        let mut actions = materialise::plan(&remote, &self.known());
+        if !self.refused.is_empty() {
+            actions.retain(|action| match action {
+                FileAction::Write { content, .. } => !self.refused.contains(&content.hash()),
+                _ => true,
+            });
+        }
+        actions
     }
 
     /// Commits the document (if `doc_changed`) and the index batch in one transaction.
@@ -948,12 +953,6 @@ fn probe_names(state: &StateDir) -> Result<DiskNames, AgentError> {
 }
 
 /// A directory's device and inode.
-fn identity(path: &Path) -> Result<(u64, u64), AgentError> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).map_err(|e| AgentError::io("stat", path, e))?;
-    Ok((meta.dev(), meta.ino()))
-}
-
 /// Removes leftovers of an interrupted run (temp files, staging) and recreates the directory.
 fn clean_dir(dir: &Path) -> Result<(), AgentError> {
     if dir.exists() {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use cloud3_engine::chunk::{self, Encoded, Manifest};
 use cloud3_engine::ids::ChunkId;
 use cloud3_engine::wire::limits::MAX_IDS_PER_MESSAGE;
-use cloud3_engine::wire::{ClientMessage, ErrorCode, ServerMessage, message::ChunkPiece};
+use cloud3_engine::wire::{ClientMessage, ErrorCode, ServerMessage, Verdict, message::ChunkPiece};
 use rayon::prelude::*;
 
 use crate::activity::Activity;
@@ -31,6 +31,9 @@ pub struct Link {
     pub bytes_down: u64,
     /// What is transferring now, for `cloud3 status`.
     pub activity: Activity,
+    /// Versions (content hashes) whose blobs the relay refused since the session last took
+    /// them, with the scan's verdict.
+    pub refused: Vec<(ChunkId, Verdict)>,
 }
 
 impl Link {
@@ -44,6 +47,7 @@ impl Link {
             bytes_up: 0,
             bytes_down: 0,
             activity: Activity::default(),
+            refused: Vec::new(),
         }
     }
 
@@ -293,15 +297,26 @@ impl Link {
                             Ok(Ok(piece))
                         }
                         ServerMessage::ChunkUnavailable { id } if outstanding.contains_key(&id) => {
-                            Ok(Err(id))
+                            Ok(Err((id, None)))
+                        }
+                        ServerMessage::ChunkRefused {
+                            id,
+                            content,
+                            verdict,
+                        } if outstanding.contains_key(&id) => {
+                            Ok(Err((id, Some((content, verdict)))))
                         }
                         other => Err(other),
                     })
                     .await?;
                 let mut piece = match message {
                     Ok(piece) => piece,
-                    Err(id) => {
+                    Err((id, refusal)) => {
                         outstanding.remove(&id);
+                        if let Some((content, verdict)) = refusal {
+                            tracing::info!(%content, %verdict, "the relay refuses a file version");
+                            self.refused.push((content, verdict));
+                        }
                         if wanted.contains(&id) {
                             unavailable.push(id);
                         }

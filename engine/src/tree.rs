@@ -16,7 +16,7 @@ pub use derive::{DerivedNode, DerivedTree, DiskNames, NameNote};
 pub use document::{FolderDoc, NodeRecord};
 pub use history::Version;
 pub use name::{NameError, clash_name, conflict_name, fold_key, portability_issue, validate_name};
-pub use refs::BlobRefs;
+pub use refs::{BlobRefs, FileVersion};
 
 use crate::ids::{ChunkId, NodeId, ShortDeviceId};
 use crate::time::WallTime;

@@ -23,6 +23,8 @@
 //!   |  ChunkGet { ids } ------------------------------->
 //!   |  <---------------- ChunkData { .. } / ChunkUnavailable
 //! ```
+//! `Verdicts` (the malware scan's findings) may arrive at any time; a `ChunkGet` for a blob of
+//! a flagged or held version is answered `ChunkRefused` with the verdict.
 //! Presence, pairing codes, device lists, revocation and ping/pong may be interleaved anywhere.
 
 pub mod codec;
@@ -31,7 +33,8 @@ pub mod message;
 
 pub use codec::{DecodeError, decode_client, decode_server, encode_client, encode_server};
 pub use message::{
-    AuthProof, ChunkCodec, ClientMessage, CloseCode, DeviceInfo, ErrorCode, Hello, ServerMessage,
+    AuthProof, ChunkCodec, ClientMessage, CloseCode, ContentVerdict, DeviceInfo, ErrorCode, Hello,
+    ServerMessage, UnscannedReason, Verdict,
 };
 
 /// The protocol version this build speaks.

@@ -1,5 +1,5 @@
 //! The admin socket (`DATA/admin.sock`, mode 0600): while `serve` runs it holds the database, so
-//! `cloud3-relay user ...` sends its request here instead. One JSON request per line, one JSON
+//! `cloud3-relay user ...` and `scan ...` send its request here instead. One JSON request per line, one JSON
 //! answer per line.
 
 use std::path::{Path, PathBuf};
@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+use cloud3_engine::ids::ChunkId;
+use cloud3_engine::wire::Verdict;
+
+use crate::scan::service::release_record;
 use crate::server::{Relay, wall_now};
 use crate::store::GcSettings;
 
@@ -37,6 +41,20 @@ pub enum AdminRequest {
     },
     /// Collect garbage and compact now, with the relay's own settings.
     Collect,
+    /// List the scan's verdicts.
+    ListVerdicts {
+        /// Only this user's.
+        user: Option<String>,
+        /// Clean ones too.
+        all: bool,
+    },
+    /// Release a flagged (or unscanned) version.
+    Release {
+        /// The user.
+        user: String,
+        /// The content hash, hex.
+        content: String,
+    },
 }
 
 /// An answer.
@@ -109,6 +127,21 @@ async fn execute(relay: &Relay, request: AdminRequest) -> AdminAnswer {
             relay.hub.forget_user(&name).await;
             removed
         }
+        AdminRequest::Release { user, content } => {
+            let scan = relay.scan.clone();
+            tokio::task::spawn_blocking(move || {
+                let released = parse_content(&content).and_then(|content| {
+                    scan.release(&user, content)
+                        .map(|()| content)
+                        .map_err(|e| e.to_string())
+                });
+                match released {
+                    Ok(content) => success(vec![format!("released {content} of {user}")]),
+                    Err(error) => failure(error),
+                }
+            })
+            .await
+        }
         other => {
             let gc = relay.gc.clone();
             tokio::task::spawn_blocking(move || run_request(store.as_ref(), other, &gc)).await
@@ -149,14 +182,46 @@ pub fn run_request(
             })
         }
         AdminRequest::Collect => store.collect(gc).map(|report| report.lines()),
+        AdminRequest::ListVerdicts { user, all } => store.all_verdicts().map(|verdicts| {
+            verdicts
+                .into_iter()
+                .filter(|(u, _, r)| {
+                    user.as_ref().is_none_or(|only| only == u)
+                        && (all || r.released || r.verdict != Verdict::Clean)
+                })
+                .map(|(u, content, r)| {
+                    let released = if r.released { " (released)" } else { "" };
+                    format!("{u}\t{content}\t{}{released}\t{} bytes", r.verdict, r.size)
+                })
+                .collect()
+        }),
+        AdminRequest::Release { user, content } => {
+            let content = match parse_content(&content) {
+                Ok(content) => content,
+                Err(error) => return failure(error),
+            };
+            release_record(store, &user, content)
+                .map(|_| vec![format!("released {content} of {user}")])
+        }
     };
     match result {
-        Ok(lines) => AdminAnswer {
-            ok: true,
-            lines,
-            error: None,
-        },
+        Ok(lines) => success(lines),
         Err(error) => failure(error.to_string()),
+    }
+}
+
+fn parse_content(hex_hash: &str) -> Result<ChunkId, String> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex_hash, &mut bytes)
+        .map_err(|_| format!("{hex_hash:?} is not a content hash (64 hex digits)"))?;
+    Ok(ChunkId(bytes))
+}
+
+fn success(lines: Vec<String>) -> AdminAnswer {
+    AdminAnswer {
+        ok: true,
+        lines,
+        error: None,
     }
 }
 

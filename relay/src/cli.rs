@@ -73,6 +73,44 @@ pub struct Cli {
     /// tests and benchmarks that need time to pass a retention window.
     #[arg(long, global = true, hide = true, allow_hyphen_values = true)]
     pub clock_skew_secs: Option<i64>,
+    /// Scan new file versions with ClamAV's clamd (INSTREAM) at unix:PATH or tcp:HOST:PORT.
+    #[arg(long, global = true)]
+    pub clamd: Option<crate::scan::clamd::ClamdAddr>,
+    /// clamd's StreamMaxLength in MiB: larger versions are reported unscanned (default 25).
+    #[arg(long, global = true)]
+    pub clamd_max_stream_mib: Option<u64>,
+    /// Seconds clamd has to accept, read or answer before a scan is retried (default 30).
+    #[arg(long, global = true)]
+    pub clamd_timeout_secs: Option<u64>,
+    /// Scans at once (default: clamd's MaxThreads as STATS reports it, else 2).
+    #[arg(long, global = true)]
+    pub scan_concurrency: Option<usize>,
+    /// Seconds between asking clamd's VERSION, to re-scan after a signature update (default 60).
+    #[arg(long, global = true)]
+    pub clamd_version_check_secs: Option<u64>,
+    /// File of SHA-256 hashes of whole files to flag (one hex hash per line, optionally a
+    /// name after it). Reloaded on SIGHUP.
+    #[arg(long, global = true)]
+    pub deny_list: Option<PathBuf>,
+    /// What happens while a version is scanned: flag (syncs at once, refused once flagged) or
+    /// hold (served only once scanned clean). Default flag; per account in the config file
+    /// (`[scan-policy-accounts]`).
+    #[arg(long, global = true, value_enum)]
+    pub scan_policy: Option<crate::scan::ScanPolicy>,
+    /// One account's scan policy, as USER=flag or USER=hold (repeatable; adds to and overrides
+    /// the config file's `[scan-policy-accounts]`).
+    #[arg(long, global = true, value_parser = account_policy)]
+    pub scan_policy_account: Vec<(String, crate::scan::ScanPolicy)>,
+}
+
+/// `USER=flag|hold`.
+fn account_policy(text: &str) -> Result<(String, crate::scan::ScanPolicy), String> {
+    let (user, policy) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: use USER=flag or USER=hold"))?;
+    let policy = <crate::scan::ScanPolicy as clap::ValueEnum>::from_str(policy, false)
+        .map_err(|_| format!("{policy:?}: the policy is flag or hold"))?;
+    Ok((user.to_owned(), policy))
 }
 
 /// The subcommands.
@@ -89,6 +127,32 @@ pub enum Command {
     /// Collect garbage now: free blobs no restorable version references, then compact sparse
     /// packs (through the running relay when it runs, with its settings).
     Gc,
+    /// The malware scan's verdicts (works whether or not the relay is running).
+    Scan {
+        /// What to do.
+        #[command(subcommand)]
+        action: ScanAction,
+    },
+}
+
+/// `scan` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ScanAction {
+    /// List verdicts: user, content hash, verdict, size (all users, or one).
+    List {
+        /// Only this account.
+        user: Option<String>,
+        /// Also list versions scanned clean.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Release a false positive: the version is served from now on and never scanned again.
+    Release {
+        /// The account.
+        user: String,
+        /// The version's content hash (hex, as `scan list` prints it).
+        content: String,
+    },
 }
 
 /// `user` subcommands.

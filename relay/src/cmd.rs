@@ -1,6 +1,7 @@
 //! One file per subcommand; [`run`] dispatches.
 
 mod gc;
+mod scan;
 mod serve;
 mod user;
 
@@ -14,5 +15,6 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve::run(&settings),
         Command::User { action } => user::run(&settings, action),
         Command::Gc => gc::run(&settings),
+        Command::Scan { action } => scan::run(&settings, action),
     }
 }

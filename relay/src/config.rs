@@ -11,8 +11,15 @@
 //! retention-days = 30
 //! gc-grace-secs = 86400
 //! gc-interval-secs = 3600
+//! clamd = "unix:/run/clamav/clamd.ctl"
+//! deny-list = "/etc/cloud3-relay/deny.txt"
+//! scan-policy = "flag"
+//!
+//! [scan-policy-accounts]     # per-account overrides of scan-policy
+//! alice = "hold"
 //! ```
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,6 +29,9 @@ use serde::Deserialize;
 use crate::cli::Cli;
 use crate::clock::Clock;
 use crate::limits::Limits;
+use crate::scan::ScanPolicy;
+use crate::scan::clamd::ClamdAddr;
+use crate::scan::service::ScanSettings;
 use crate::store::GcSettings;
 
 /// Why the settings file cannot be used.
@@ -69,6 +79,15 @@ struct FileSettings {
     gc_grace_secs: Option<u64>,
     gc_interval_secs: Option<u64>,
     clock_skew_secs: Option<i64>,
+    clamd: Option<ClamdAddr>,
+    clamd_max_stream_mib: Option<u64>,
+    clamd_timeout_secs: Option<u64>,
+    scan_concurrency: Option<usize>,
+    clamd_version_check_secs: Option<u64>,
+    deny_list: Option<PathBuf>,
+    scan_policy: Option<ScanPolicy>,
+    #[serde(default)]
+    scan_policy_accounts: HashMap<String, ScanPolicy>,
 }
 
 /// The background collector runs this often unless told otherwise.
@@ -93,6 +112,8 @@ pub struct Settings {
     pub gc_interval: Option<Duration>,
     /// The lifecycle clock.
     pub clock: Clock,
+    /// The malware scan.
+    pub scan: ScanSettings,
 }
 
 impl Settings {
@@ -151,6 +172,37 @@ impl Settings {
             (None, None) => None,
             _ => return Err(ConfigError::HalfTls),
         };
+        let scan_defaults = ScanSettings::default();
+        let scan = ScanSettings {
+            policy: cli
+                .scan_policy
+                .or(file.scan_policy)
+                .unwrap_or(scan_defaults.policy),
+            accounts: file
+                .scan_policy_accounts
+                .into_iter()
+                .chain(cli.scan_policy_account.iter().cloned())
+                .collect(),
+            deny_list: cli.deny_list.clone().or(file.deny_list),
+            clamd: cli.clamd.clone().or(file.clamd),
+            clamd_max_stream: cli
+                .clamd_max_stream_mib
+                .or(file.clamd_max_stream_mib)
+                .map_or(scan_defaults.clamd_max_stream, |mib| {
+                    mib.saturating_mul(1 << 20)
+                }),
+            clamd_timeout: secs(
+                cli.clamd_timeout_secs,
+                file.clamd_timeout_secs,
+                scan_defaults.clamd_timeout,
+            ),
+            concurrency: cli.scan_concurrency.or(file.scan_concurrency),
+            version_check: secs(
+                cli.clamd_version_check_secs,
+                file.clamd_version_check_secs,
+                scan_defaults.version_check,
+            ),
+        };
         Ok(Settings {
             listen: cli
                 .listen
@@ -183,6 +235,7 @@ impl Settings {
                 None => Some(GC_INTERVAL),
             },
             clock: Clock::skewed(cli.clock_skew_secs.or(file.clock_skew_secs).unwrap_or(0)),
+            scan,
         })
     }
 }
@@ -239,6 +292,31 @@ mod tests {
         .unwrap();
         assert_eq!(settings.gc.retention_days, 7);
         assert_eq!(settings.gc_interval, None);
+        assert_eq!(settings.scan.policy, ScanPolicy::Flag);
+    }
+
+    #[test]
+    fn the_scan_policy_has_a_relay_default_and_per_account_overrides() {
+        let settings = resolve(
+            "scan-policy = \"hold\"\nclamd = \"tcp:127.0.0.1:3310\"\n\
+             [scan-policy-accounts]\nbob = \"flag\"\n",
+            &[
+                "--clamd",
+                "unix:/tmp/c.sock",
+                "--scan-policy-account",
+                "carol=hold",
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.scan.policy, ScanPolicy::Hold);
+        assert_eq!(settings.scan.accounts.get("bob"), Some(&ScanPolicy::Flag));
+        assert_eq!(settings.scan.accounts.get("carol"), Some(&ScanPolicy::Hold));
+        assert_eq!(
+            settings.scan.clamd,
+            Some(ClamdAddr::Unix("/tmp/c.sock".into()))
+        );
+        let error = resolve("clamd = \"/tmp/c.sock\"\n", &[]).unwrap_err();
+        assert!(error.to_string().contains("unix:PATH"), "{error}");
     }
 
     #[test]

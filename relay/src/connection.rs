@@ -814,7 +814,26 @@ impl Session {
         tx: &mpsc::Sender<Outbound>,
         ids: Vec<ChunkId>,
     ) -> Result<(), String> {
-        let ids: Arc<[ChunkId]> = ids.into();
+        // Blobs of versions the scan flagged (or, under `hold`, has not found clean) are
+        // refused with the verdict, never read.
+        let mut served = Vec::with_capacity(ids.len());
+        for id in ids {
+            match relay.scan.refusal(&self.user, id) {
+                Some((content, verdict)) => {
+                    self.send(
+                        tx,
+                        ServerMessage::ChunkRefused {
+                            id,
+                            content,
+                            verdict,
+                        },
+                    )
+                    .await?
+                }
+                None => served.push(id),
+            }
+        }
+        let ids: Arc<[ChunkId]> = served.into();
         let read = |from: usize| {
             let (store, user, ids) = (relay.store.clone(), self.user.clone(), ids.clone());
             let get_seconds = relay.metrics.chunk_get_seconds.clone();

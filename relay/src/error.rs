@@ -36,6 +36,14 @@ pub enum StoreError {
     /// The device may not do this.
     #[error("device {0} may not do this")]
     Forbidden(String),
+    /// The scan has no verdict on this version of this user's files.
+    #[error("no scan verdict on version {content} of user {user}")]
+    NoVerdict {
+        /// The user.
+        user: String,
+        /// The version's content hash (hex).
+        content: String,
+    },
     /// The relay's disk is down to its free-space reserve (see `disk`).
     #[error("relay storage full")]
     StorageFull,

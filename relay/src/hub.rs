@@ -10,11 +10,12 @@ use std::sync::{Arc, Mutex};
 use cloud3_engine::ids::{ChunkId, DeviceId, FolderId};
 use cloud3_engine::session::{DocOutgoing, FolderHub};
 use cloud3_engine::tree::{BlobRefs, FolderDoc};
-use cloud3_engine::wire::{CloseCode, ServerMessage};
+use cloud3_engine::wire::{CloseCode, ContentVerdict, ServerMessage};
 use tokio::sync::mpsc;
 
 use crate::error::StoreError;
 use crate::metrics::Metrics;
+use crate::scan::ScanService;
 use crate::store::Storage;
 use crate::store::docs::DOC_LOG_COMPACT_AT;
 
@@ -62,6 +63,7 @@ pub enum HubError {
 pub struct Hub {
     store: Arc<dyn Storage>,
     metrics: Arc<Metrics>,
+    scan: Arc<ScanService>,
     users: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UserState>>>>,
     next_conn: AtomicU64,
     actor: Vec<u8>,
@@ -69,7 +71,11 @@ pub struct Hub {
 
 impl Hub {
     /// A hub over `store`.
-    pub fn new(store: Arc<dyn Storage>, metrics: Arc<Metrics>) -> Result<Hub, StoreError> {
+    pub fn new(
+        store: Arc<dyn Storage>,
+        metrics: Arc<Metrics>,
+        scan: Arc<ScanService>,
+    ) -> Result<Hub, StoreError> {
         let mut actor = store.relay_id()?[..16].to_vec();
         let mut suffix = [0u8; 8];
         getrandom::fill(&mut suffix).map_err(|e| StoreError::Random(e.to_string()))?;
@@ -77,6 +83,7 @@ impl Hub {
         let hub = Hub {
             store,
             metrics,
+            scan,
             users: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             actor,
@@ -122,6 +129,11 @@ impl Hub {
             return None;
         }
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        // What the scan says about versions that are not plainly clean, before anything else.
+        let notes = self.scan.notes(user);
+        if !notes.is_empty() {
+            let _ = tx.try_send(Outbound::Message(ServerMessage::Verdicts(notes)));
+        }
         state.conns.insert(id, Conn { device, tx });
         self.metrics.devices_online.inc();
         presence(&state);
@@ -195,7 +207,11 @@ impl Hub {
             }
         };
         // What the changes Automerge accepted reference, read as they were applied.
-        let refs = self.expand(user, &f.doc.take_refs());
+        let taken = f.doc.take_refs();
+        let refs = self.expand(user, &taken);
+        // New versions are recorded for the scan (under `hold`, refused from now on) before the
+        // change is stored: a version stored is never one the scan does not know of.
+        let new_versions = self.scan.record(user, &taken.files)?;
         let increment = f.doc.save_incremental();
         if !increment.is_empty() {
             // Durable (and checked against revocation in the same transaction) before any
@@ -209,8 +225,19 @@ impl Hub {
                 f.log_entries = 1;
             }
         }
+        self.scan.queue(user, new_versions);
         send_all(state, folder, out);
         Ok(())
+    }
+
+    /// Tells every connection of `user` the scan's verdicts.
+    pub async fn tell(&self, user: &str, verdicts: Vec<ContentVerdict>) {
+        let state = self.user(user);
+        let state = state.lock().await;
+        for conn in state.conns.values() {
+            let message = ServerMessage::Verdicts(verdicts.clone());
+            let _ = conn.tx.try_send(Outbound::Message(message));
+        }
     }
 
     /// Closes every open connection of `device` with `code`.

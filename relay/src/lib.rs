@@ -15,6 +15,7 @@ pub mod guessing;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod scan;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -39,6 +39,16 @@ pub struct Metrics {
     pub chunk_put_seconds: Histogram,
     /// Seconds to read a run of requested blobs (about 4 MiB at most).
     pub chunk_get_seconds: Histogram,
+    /// File versions the malware scan finished (any verdict).
+    pub scanned: Counter,
+    /// File versions the scan flagged.
+    pub flagged: Counter,
+    /// File versions the scan could not scan for good (too large).
+    pub unscanned: Counter,
+    /// Scan attempts that failed (scanner down or slow) and will be retried.
+    pub scan_retries: Counter,
+    /// Seconds to scan one file version.
+    pub scan_seconds: Histogram,
     /// 1 while the data directory is down to its free-space reserve (blobs are refused).
     pub storage_full: Gauge,
     /// Uploads refused because the free-space reserve was reached.
@@ -67,6 +77,11 @@ impl Default for Metrics {
             fanout_seconds: latency(),
             chunk_put_seconds: latency(),
             chunk_get_seconds: latency(),
+            scanned: Counter::default(),
+            flagged: Counter::default(),
+            unscanned: Counter::default(),
+            scan_retries: Counter::default(),
+            scan_seconds: latency(),
             storage_full: Gauge::default(),
             storage_full_refusals: Counter::default(),
             disk_free_bytes: Gauge::default(),
@@ -134,6 +149,31 @@ impl Default for Metrics {
             "chunk_get_seconds",
             "seconds to read a run of requested blobs",
             metrics.chunk_get_seconds.clone(),
+        );
+        r.register(
+            "scanned",
+            "file versions the malware scan finished",
+            metrics.scanned.clone(),
+        );
+        r.register(
+            "flagged",
+            "file versions the malware scan flagged",
+            metrics.flagged.clone(),
+        );
+        r.register(
+            "unscanned",
+            "file versions too large to scan",
+            metrics.unscanned.clone(),
+        );
+        r.register(
+            "scan_retries",
+            "scan attempts that failed and are retried",
+            metrics.scan_retries.clone(),
+        );
+        r.register(
+            "scan_seconds",
+            "seconds to scan one file version",
+            metrics.scan_seconds.clone(),
         );
         r.register(
             "storage_full",

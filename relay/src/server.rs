@@ -30,6 +30,8 @@ use crate::guessing::Guessing;
 use crate::hub::Hub;
 use crate::limits::{Admission, Gate, Limits};
 use crate::metrics::Metrics;
+use crate::scan::ScanService;
+use crate::scan::service::{ScanSettings, ScanSetupError};
 use crate::store::Storage;
 
 /// Everything a connection needs.
@@ -46,6 +48,8 @@ pub struct Relay {
     pub guessing: Guessing,
     /// This relay's identity.
     pub relay_id: [u8; 32],
+    /// The malware scan.
+    pub scan: Arc<ScanService>,
     /// The data directory's free-space reserve.
     pub disk: Arc<DiskSpace>,
     /// How garbage is collected.
@@ -53,19 +57,23 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// A relay over `store` with `limits`, collecting garbage as `gc` says.
+    /// A relay over `store` with `limits`, collecting garbage as `gc` says, scanning as `scan`
+    /// says (its workers start with [`ScanService::start`]).
     pub fn new(
         store: Arc<dyn Storage>,
         limits: Limits,
         gc: crate::store::GcSettings,
-    ) -> Result<Arc<Relay>, crate::error::StoreError> {
+        scan: ScanSettings,
+    ) -> Result<Arc<Relay>, ScanSetupError> {
         let metrics = Arc::new(Metrics::default());
+        let scan = Arc::new(ScanService::new(store.clone(), metrics.clone(), scan)?);
         let disk = Arc::new(DiskSpace::new(store.data_dir(), limits.min_free_bytes));
         disk.observe(&metrics);
         Ok(Arc::new(Relay {
             disk,
             relay_id: store.relay_id()?,
-            hub: Hub::new(store.clone(), metrics.clone())?,
+            hub: Hub::new(store.clone(), metrics.clone(), scan.clone())?,
+            scan,
             gate: Gate::new(limits),
             guessing: Guessing::default(),
             metrics,
@@ -73,6 +81,33 @@ impl Relay {
             gc,
         }))
     }
+}
+
+/// What the page may load and run: its own scripts (and the wasm engine), its own styles,
+/// images from itself and from the blob URLs it makes, and connections to its own origin only.
+/// Nothing inline, nothing framed, no plugins: a file opened in the viewer can never run script
+/// on the relay's origin, where the browser's device key lives.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self' \
+     'wasm-unsafe-eval'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; \
+     base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'";
+
+/// Every HTTP response says not to sniff content types and carries the page's CSP.
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
 }
 
 /// How long shutdown waits for connections to take their close frames before it returns.
@@ -101,6 +136,7 @@ pub async fn run(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .fallback_service(ServeDir::new(viewer))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(relay.clone());
     let head_timeout = relay.gate.limits.head_timeout;
     let mut shutdown = std::pin::pin!(shutdown);

@@ -18,6 +18,7 @@
 //! - `claims`: (user, blob id) → when (ms, the store's [`Clock`]) a device last stored the blob
 //!   or was told the relay has it; the collector spares blobs claimed within its grace period
 //! - `retention`: user → retention window in days, overriding the relay's default
+//! - `verdicts`: (user, content hash) → [`VerdictRecord`] (the malware scan)
 //! - `meta`: `relay_id`
 
 pub mod accounts;
@@ -27,6 +28,7 @@ pub mod compact;
 pub mod docs;
 pub mod packs;
 pub mod refs;
+pub mod verdicts;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +45,7 @@ pub use chunks::{ChunkLocation, Chunks};
 pub use collect::{Collector, GcReport, GcSettings};
 pub use docs::Documents;
 pub use refs::References;
+pub use verdicts::{VerdictRecord, Verdicts};
 
 use crate::clock::Clock;
 use crate::error::StoreError;
@@ -65,6 +68,8 @@ pub(crate) const REFS_INDEXED: TableDefinition<(&str, &str), ()> =
     TableDefinition::new("refs_indexed");
 pub(crate) const CLAIMS: TableDefinition<(&str, &[u8; 32]), i64> = TableDefinition::new("claims");
 pub(crate) const RETENTION: TableDefinition<&str, u32> = TableDefinition::new("retention");
+pub(crate) const VERDICTS: TableDefinition<(&str, &[u8; 32]), &[u8]> =
+    TableDefinition::new("verdicts");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// The relay's storage.
@@ -108,6 +113,7 @@ impl Store {
             txn.open_table(REFS_INDEXED).map_err(StoreError::db)?;
             txn.open_table(CLAIMS).map_err(StoreError::db)?;
             txn.open_table(RETENTION).map_err(StoreError::db)?;
+            txn.open_table(VERDICTS).map_err(StoreError::db)?;
             let mut meta = txn.open_table(META).map_err(StoreError::db)?;
             if meta.get("relay_id").map_err(StoreError::db)?.is_none() {
                 let mut id = [0u8; 32];
@@ -144,7 +150,9 @@ impl Store {
 /// Everything the relay stores, behind one trait so another backend (shared/DESIGN.md section
 /// 11: object storage for chunks, PostgreSQL for the rest) can replace the embedded one. Every
 /// method that touches a user's data takes that user.
-pub trait Storage: Accounts + Documents + Chunks + References + Collector + Send + Sync {
+pub trait Storage:
+    Accounts + Documents + Chunks + References + Collector + Verdicts + Send + Sync
+{
     /// The data directory (the admin socket lives there).
     fn data_dir(&self) -> &Path;
 

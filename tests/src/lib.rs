@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod clamd;
 pub mod client;
 pub mod pki;
 pub mod proxy;
@@ -105,12 +106,22 @@ impl Relay {
         last_line(&output)
     }
 
+    /// Runs a `cloud3-relay` admin subcommand (`scan list`, ...) on this relay's data.
+    pub fn admin(&self, args: &[&str]) -> Result<Output> {
+        Command::new(binary("cloud3-relay"))
+            .args(args)
+            .arg("--data")
+            .arg(&self.data)
+            .output()
+            .context("run cloud3-relay")
+    }
+
     /// The relay's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Sends the relay SIGHUP (it reloads its TLS certificate).
+    /// Sends the relay SIGHUP (it reloads its TLS certificate and its scan deny list).
     pub fn hangup(&self) {
         signal(&self.child, "HUP");
     }

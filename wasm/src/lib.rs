@@ -18,7 +18,8 @@ use cloud3_engine::time::WallTime;
 use cloud3_engine::tree::{Content, ContentBody, FolderDoc, NodeKind};
 use cloud3_engine::wire::limits::MAX_IDS_PER_MESSAGE;
 use cloud3_engine::wire::{
-    AuthProof, ClientMessage, CloseCode, ServerMessage, decode_server, encode_client,
+    AuthProof, ClientMessage, CloseCode, ContentVerdict, ServerMessage, Verdict, decode_server,
+    encode_client,
 };
 use serde_json::{Value, json};
 use wasm_bindgen::prelude::*;
@@ -47,6 +48,8 @@ pub struct Viewer {
     requested: HashSet<ChunkId>,
     /// Files being opened, by content hash.
     opening: HashMap<ChunkId, Opening>,
+    /// The relay's scan verdicts on versions that are not plainly clean, by content hash.
+    verdicts: HashMap<ChunkId, Verdict>,
     events: Vec<Value>,
     /// The account's retention window in days and how far the relay's clock runs ahead of the
     /// browser's (ms), from the relay's `Welcome`.
@@ -98,6 +101,7 @@ impl Viewer {
             blobs: HashMap::new(),
             requested: HashSet::new(),
             opening: HashMap::new(),
+            verdicts: HashMap::new(),
             events: Vec::new(),
             window: None,
         })
@@ -204,6 +208,33 @@ impl Viewer {
                 self.fail(format!("the relay does not have chunk {id}"));
                 Vec::new()
             }
+            ServerMessage::ChunkRefused {
+                id,
+                content,
+                verdict,
+            } => {
+                self.requested.remove(&id);
+                self.opening.remove(&content);
+                self.events.push(json!({
+                    "kind": "error",
+                    "code": "refused",
+                    "message": format!("the relay refuses this file: {verdict}"),
+                }));
+                self.verdicts.insert(content, verdict);
+                self.events.push(json!({"kind": "tree"}));
+                Vec::new()
+            }
+            ServerMessage::Verdicts(verdicts) => {
+                for ContentVerdict { content, verdict } in verdicts {
+                    if verdict == Verdict::Clean {
+                        self.verdicts.remove(&content);
+                    } else {
+                        self.verdicts.insert(content, verdict);
+                    }
+                }
+                self.events.push(json!({"kind": "tree"}));
+                Vec::new()
+            }
             ServerMessage::Presence { online } => {
                 let online: Vec<String> = online.iter().map(|d| d.short().to_string()).collect();
                 self.events
@@ -239,12 +270,18 @@ impl Viewer {
     }
 
     /// The folder's tree as a JSON array of `{id, path, name, parent, kind, size, mtime,
-    /// author}`, sorted by path.
+    /// author, verdict, flagged}`, sorted by path (`verdict`: the relay's scan verdict when it
+    /// is not plainly clean; `flagged`: the scan found something, so the page offers no
+    /// download or preview).
     pub fn tree(&self) -> String {
         let tree = self.doc.derive();
         let entries: Vec<Value> = tree
             .iter()
             .map(|(path, node)| {
+                let verdict = node
+                    .content
+                    .as_ref()
+                    .and_then(|c| self.verdicts.get(&c.hash()));
                 let kind = match node.kind {
                     NodeKind::File => "file",
                     NodeKind::Dir => "dir",
@@ -259,6 +296,8 @@ impl Viewer {
                     "size": node.content.as_ref().map_or(0, |c| c.size),
                     "mtime": node.content.as_ref().map_or(0, |c| c.mtime.0),
                     "author": node.content.as_ref().map(|c| self.doc.device_name(c.author)),
+                    "verdict": verdict.map(|v| v.to_string()),
+                    "flagged": matches!(verdict, Some(Verdict::Flagged { .. })),
                 })
             })
             .collect();
@@ -337,6 +376,11 @@ impl Viewer {
             chosen.content
         };
         let key = content.hash();
+        if let Some(verdict @ Verdict::Flagged { .. }) = self.verdicts.get(&key) {
+            return Err(error(format!(
+                "the relay's scan flagged this file: {verdict}"
+            )));
+        }
         let manifest = match &content.body {
             ContentBody::Inline(manifest) => Some(manifest.clone()),
             ContentBody::Blob(_) | ContentBody::Symlink(_) => None,

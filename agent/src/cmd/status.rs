@@ -94,6 +94,7 @@ pub(crate) fn run(dir: &Path, json: bool) -> Result<(), AgentError> {
         }
     }
     print_safety(&status);
+    print_scan(&status.scan);
     if let Some(error) = &status.last_error {
         println!("last error: {error}");
     }
@@ -215,4 +216,22 @@ fn print_transfers(transfers: &Transfers) {
 fn format_time(ms: i64) -> String {
     let (y, mo, d, h, mi, s) = cloud3_engine::time::WallTime(ms).to_utc_parts();
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
+}
+
+/// The relay's malware scan: each file's verdict, and what waits in quarantine.
+fn print_scan(scan: &crate::status::ScanStatus) {
+    for note in &scan.files {
+        let why = match (note.engine.is_some(), note.refused) {
+            (true, _) => "flagged by the relay's scan: not fetched",
+            (false, true) => "held by the relay until scanned clean",
+            (false, false) => "not scanned by the relay",
+        };
+        println!("scan:     {}: {} ({why})", note.path, note.verdict);
+    }
+    for file in &scan.quarantined {
+        println!(
+            "quarantined: {} (engine {}, signature {}) in {}; `cloud3 quarantine restore {}` puts it back",
+            file.path, file.engine, file.signature, file.stored, file.path
+        );
+    }
 }

@@ -3,7 +3,7 @@
 //! document references (directly, or as a chunk listed in a referenced manifest blob); every
 //! version counts, so history stays restorable.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::legacy::{Key, OpType};
 use automerge::{Change, ScalarValue};
@@ -19,6 +19,17 @@ pub struct BlobRefs {
     pub chunks: BTreeSet<ChunkId>,
     /// Manifest blobs (each lists further chunks).
     pub manifests: BTreeSet<ChunkId>,
+    /// The file versions named, by content hash (what the relay's malware scan reads).
+    pub files: BTreeMap<ChunkId, FileVersion>,
+}
+
+/// A file version as the scan reads it: its size and where its chunk list is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileVersion {
+    /// Size in bytes.
+    pub size: u64,
+    /// Its chunks in order, or the manifest blob that lists them.
+    pub body: ContentBody,
 }
 
 impl BlobRefs {
@@ -31,6 +42,7 @@ impl BlobRefs {
     pub(super) fn extend(&mut self, other: BlobRefs) {
         self.chunks.extend(other.chunks);
         self.manifests.extend(other.manifests);
+        self.files.extend(other.files);
     }
 
     /// Adds what one change references (the "c" puts of its operations).
@@ -47,6 +59,15 @@ impl BlobRefs {
             if let (true, OpType::Put(ScalarValue::Bytes(bytes))) = (is_content, &op.action)
                 && let Ok(content) = Content::decode(bytes)
             {
+                if !matches!(content.body, ContentBody::Symlink(_)) {
+                    self.files.insert(
+                        content.hash(),
+                        FileVersion {
+                            size: content.size,
+                            body: content.body.clone(),
+                        },
+                    );
+                }
                 match content.body {
                     ContentBody::Inline(manifest) => {
                         self.chunks.extend(manifest.entries.iter().map(|e| e.id));
@@ -141,6 +162,13 @@ mod tests {
             [ChunkId([1; 32]), ChunkId([2; 32])].into_iter().collect()
         );
         assert_eq!(refs.manifests, [ChunkId([9; 32])].into_iter().collect());
+        // Both file versions are named for the scan, the symlink is not.
+        let blob = content(ContentBody::Blob(ChunkId([9; 32])));
+        assert_eq!(refs.files.len(), 2);
+        assert_eq!(
+            refs.files.get(&blob.hash()).map(|f| &f.body),
+            Some(&blob.body)
+        );
         // A peer recording what it applies: the first change alone references only the first
         // version; refused bytes reference nothing; each take starts afresh.
         let mut peer = FolderDoc::new(&[2; 16]);

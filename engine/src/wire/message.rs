@@ -144,6 +144,19 @@ pub enum ServerMessage {
     },
     /// Answer to `Ping`.
     Pong(u64),
+    /// What the relay's malware scan says about file versions of this account: sent on
+    /// connect for every version that is not plainly clean, and whenever a verdict changes.
+    Verdicts(Vec<ContentVerdict>),
+    /// A requested blob belongs to a file version the scan flagged or (in `hold` mode) has not
+    /// yet found clean: it is not served. Not `ChunkUnavailable`: the device says why it waits.
+    ChunkRefused {
+        /// The blob asked for.
+        id: ChunkId,
+        /// The content hash of the file version the blob belongs to.
+        content: ChunkId,
+        /// Why it is refused.
+        verdict: Verdict,
+    },
 }
 
 /// How a device proves itself in `Hello`.
@@ -276,6 +289,64 @@ pub enum ErrorCode {
     /// room again (reads and document changes needing no new blobs still work). Retry later,
     /// with back-off.
     StorageFull,
+}
+
+/// The scan's verdict on one file version (by content hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentVerdict {
+    /// The version's content hash ([`crate::tree::Content::hash`]).
+    pub content: ChunkId,
+    /// What the scan found.
+    pub verdict: Verdict,
+}
+
+/// What a malware scan found in one file version.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Verdict {
+    /// Scanned (or released by the operator) and found clean.
+    Clean,
+    /// A scanner recognised something bad.
+    Flagged {
+        /// Which scanner: `deny-list` or `clamav`.
+        engine: String,
+        /// What it recognised (a signature name, or the deny list's entry).
+        signature: String,
+    },
+    /// Not scanned (yet): never silently taken for clean.
+    Unscanned {
+        /// Why not.
+        reason: UnscannedReason,
+    },
+}
+
+/// Why a file version was not scanned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UnscannedReason {
+    /// Queued, or the scanner is down or slow: it is retried.
+    Pending,
+    /// Larger than the scanner accepts (clamd's `StreamMaxLength`).
+    TooLarge,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Clean => write!(f, "Clean"),
+            Verdict::Flagged { engine, signature } => {
+                write!(f, "Flagged {{ engine: {engine}, signature: {signature} }}")
+            }
+            Verdict::Unscanned { reason } => write!(f, "Unscanned {{ {reason} }}"),
+        }
+    }
+}
+
+impl std::fmt::Display for UnscannedReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UnscannedReason::Pending => "pending",
+            UnscannedReason::TooLarge => "too large",
+        })
+    }
 }
 
 /// WebSocket close codes the agent acts on.

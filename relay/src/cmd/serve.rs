@@ -1,5 +1,6 @@
 //! `cloud3-relay serve`: bind, print the address, serve until SIGINT/SIGTERM (and exit within a
-//! few seconds whatever clients do); SIGHUP reloads the TLS certificate.
+//! few seconds whatever clients do); SIGHUP reloads the TLS certificate and the
+//! scan's deny list.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +36,14 @@ pub(crate) fn run(settings: &Settings) -> anyhow::Result<()> {
             }
             None => None,
         };
-        let relay = Relay::new(store, settings.limits.clone(), settings.gc.clone())?;
+        let relay = Relay::new(
+            store,
+            settings.limits.clone(),
+            settings.gc.clone(),
+            settings.scan.clone(),
+        )?;
+        relay.scan.start(relay.clone());
+        tokio::spawn(reload_deny_list_on_hangup(relay.clone()));
         let collector = settings
             .gc_interval
             .map(|every| tokio::spawn(collect_every(relay.clone(), every)));
@@ -99,6 +107,26 @@ async fn reload_on_hangup(certs: Arc<ReloadingCert>) {
             Err(error) => {
                 tracing::error!(%error, "TLS certificate not reloaded; keeping the old one")
             }
+        }
+    }
+}
+
+/// Reloads the scan's deny list on every SIGHUP; a file that does not read is logged and the
+/// old list stays.
+async fn reload_deny_list_on_hangup(relay: Arc<Relay>) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP: the deny list will not be reloaded");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        let scan = relay.scan.clone();
+        match tokio::task::spawn_blocking(move || scan.reload_deny_list()).await {
+            Ok(Ok(entries)) => tracing::info!(entries, "deny list reloaded"),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "deny list not reloaded; keeping the old one")
+            }
+            Err(error) => tracing::error!(%error, "deny list reload failed"),
         }
     }
 }

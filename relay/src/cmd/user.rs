@@ -1,4 +1,4 @@
-//! `cloud3-relay user add|list|remove|retention`: through the running relay's admin socket when it
+//! `cloud3-relay user add|list|remove|retention` (and the other admin commands): through the running relay's admin socket when it
 //! answers, else directly on the data directory.
 
 use anyhow::{Context, bail};
@@ -32,15 +32,7 @@ pub(crate) fn run(settings: &Settings, action: UserAction) -> anyhow::Result<()>
 /// Sends `request` to the running relay, or runs it on the data directory, and prints the
 /// answer.
 pub(crate) fn request_answer(settings: &Settings, request: AdminRequest) -> anyhow::Result<()> {
-    let data = settings.data.as_path();
-    let answer = match UnixStream::connect(socket_path(data)) {
-        Ok(stream) => through_socket(stream, &request)?,
-        Err(_) => {
-            let store = Store::open_with_clock(data, settings.clock.clone())
-                .with_context(|| format!("open {}", data.display()))?;
-            run_request(&store, request, &settings.gc)
-        }
-    };
+    let answer = ask(settings, request)?;
     if !answer.ok {
         bail!("{}", answer.error.unwrap_or_else(|| "failed".into()));
     }
@@ -48,6 +40,19 @@ pub(crate) fn request_answer(settings: &Settings, request: AdminRequest) -> anyh
         println!("{line}");
     }
     Ok(())
+}
+
+/// Sends `request` to the running relay, or runs it on the data directory when none runs.
+fn ask(settings: &Settings, request: AdminRequest) -> anyhow::Result<AdminAnswer> {
+    let data = settings.data.as_path();
+    Ok(match UnixStream::connect(socket_path(data)) {
+        Ok(stream) => through_socket(stream, &request)?,
+        Err(_) => {
+            let store = Store::open_with_clock(data, settings.clock.clone())
+                .with_context(|| format!("open {}", data.display()))?;
+            run_request(&store, request, &settings.gc)
+        }
+    })
 }
 
 fn through_socket(mut stream: UnixStream, request: &AdminRequest) -> anyhow::Result<AdminAnswer> {

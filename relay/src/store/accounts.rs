@@ -300,6 +300,10 @@ impl Accounts for Store {
                 .map_err(StoreError::db)?
                 .remove(name)
                 .map_err(StoreError::db)?;
+            txn.open_table(super::VERDICTS)
+                .map_err(StoreError::db)?
+                .retain_in((name, &[0u8; 32])..=(name, &[0xffu8; 32]), |_, _| false)
+                .map_err(StoreError::db)?;
         }
         txn.commit().map_err(StoreError::db)?;
         // Chunk bytes go with the user's pack directory.

@@ -16,7 +16,10 @@
 //! disk usage after 2 GiB, G1 garbage collection and compaction (1 % of a 100 MiB file
 //! rewritten 50 times and 10,000 small files deleted, the clock moved past the 30-day window,
 //! `cloud3-relay gc` while W2-style edits run), D1 the folder document's growth over 100,000
-//! edits (engine only). `--quick` shrinks every workload
+//! edits (engine only). Malware-scan workloads (named only, not in `all`: they need
+//! `clamav-daemon` and `clamdscan`): S1 scan throughput next to `clamdscan`, S2 relay memory
+//! while scanning 1 GiB, S3 W2 under `flag` and `hold` (`bench/scan.rs`). `--quick` shrinks
+//! every workload
 //! (a smoke run, not figures for BENCHMARKS.md).
 
 use std::path::{Path, PathBuf};
@@ -36,6 +39,9 @@ use cloud3_tests::{Device, Proxy, Relay, binary, cpu_share, wait_until};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
+
+#[path = "bench/scan.rs"]
+mod scan;
 
 /// Wall time, CPU time and peak RSS of one finished process.
 #[derive(Clone, Copy, Debug)]
@@ -173,13 +179,15 @@ impl Transport {
 }
 
 fn setup(root: &Path) -> Result<Setup> {
-    setup_over(root, Transport::Plain)
+    setup_over(root, Transport::Plain, &[])
 }
 
-fn setup_over(root: &Path, transport: Transport) -> Result<Setup> {
+/// Two devices of one user behind byte-counting proxies; `flags` go to the relay (plain
+/// transport only).
+fn setup_over(root: &Path, transport: Transport, flags: &[&str]) -> Result<Setup> {
     let (relay, url, ca) = match transport {
         Transport::Plain => {
-            let relay = Relay::start(&root.join("relay"))?;
+            let relay = Relay::start_with(&root.join("relay"), "127.0.0.1:0", flags)?;
             let url = relay.url.clone();
             (relay, url, None)
         }
@@ -273,7 +281,7 @@ fn fill(dir: &Path, seed: u64, small: usize, large: usize, large_mib: usize) -> 
 
 fn w1(root: &Path, quick: bool, transport: Transport) -> Result<serde_json::Value> {
     let (small, large, mib) = if quick { (500, 2, 5) } else { (10_000, 20, 50) };
-    let s = setup_over(root, transport)?;
+    let s = setup_over(root, transport, &[])?;
     let bytes = fill(&s.a.dir, 1, small, large, mib)?;
     let upload = sync(&s.a)?;
     let download = sync(&s.b)?;
@@ -363,8 +371,18 @@ impl ByteFloor {
 }
 
 fn w2(root: &Path, quick: bool, transport: Transport) -> Result<serde_json::Value> {
+    w2_with(root, quick, transport, &[])
+}
+
+/// W2 with `flags` for the relay (the malware scan's policies, see `scan.rs`).
+fn w2_with(
+    root: &Path,
+    quick: bool,
+    transport: Transport,
+    flags: &[&str],
+) -> Result<serde_json::Value> {
     let edits = if quick { 5 } else { 50 };
-    let mut s = setup_over(root, transport)?;
+    let mut s = setup_over(root, transport, flags)?;
     s.a.start_daemon()?;
     s.b.start_daemon()?;
     std::thread::sleep(Duration::from_secs(1));
@@ -1138,9 +1156,12 @@ fn main() -> Result<()> {
             "R3" => r3(tmp.path(), if quick { 1 } else { 2 }),
             "G1" => g1(tmp.path(), quick),
             "D1" => Ok(d1(quick)),
+            "S1" => scan::s1(tmp.path(), quick),
+            "S2" => scan::s2(tmp.path(), quick),
+            "S3" => scan::s3(tmp.path(), quick),
             other => bail!(
                 "unknown workload {other}: W1..W5, W1-TLS, W2-TLS, W2b, I1, R1, R1-10k, R2, R3, \
-                 G1, D1 or all"
+                 G1, D1, S1, S2, S3 or all"
             ),
         }
         .with_context(|| format!("workload {workload}"))?;

@@ -13,6 +13,7 @@ mod relay_edge;
 mod relay_protocol;
 mod relay_tls;
 mod safety;
+mod scan;
 mod status;
 
 use std::path::Path;

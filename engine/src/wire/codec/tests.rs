@@ -4,7 +4,9 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::ids::{ChunkId, DeviceId, FolderId};
-use crate::wire::message::{ChunkCodec, ChunkPiece, ErrorCode};
+use crate::wire::message::{
+    ChunkCodec, ChunkPiece, ContentVerdict, ErrorCode, UnscannedReason, Verdict,
+};
 
 #[test]
 fn ping_frame_is_byte_exact() {
@@ -206,6 +208,76 @@ fn error_message_roundtrips() {
         message: "quota full".into(),
     };
     assert_eq!(decode_server(&encode_server(&message)), Ok(message));
+}
+
+#[test]
+fn scan_messages_roundtrip() {
+    let flagged = Verdict::Flagged {
+        engine: "clamav".into(),
+        signature: "Eicar-Test-Signature".into(),
+    };
+    let messages = [
+        ServerMessage::Verdicts(vec![
+            ContentVerdict {
+                content: ChunkId([1; 32]),
+                verdict: flagged.clone(),
+            },
+            ContentVerdict {
+                content: ChunkId([2; 32]),
+                verdict: Verdict::Unscanned {
+                    reason: UnscannedReason::TooLarge,
+                },
+            },
+        ]),
+        ServerMessage::ChunkRefused {
+            id: ChunkId([3; 32]),
+            content: ChunkId([1; 32]),
+            verdict: flagged.clone(),
+        },
+    ];
+    for message in messages {
+        assert_eq!(decode_server(&encode_server(&message)), Ok(message));
+    }
+    assert_eq!(
+        flagged.to_string(),
+        "Flagged { engine: clamav, signature: Eicar-Test-Signature }"
+    );
+    assert_eq!(
+        Verdict::Unscanned {
+            reason: UnscannedReason::TooLarge
+        }
+        .to_string(),
+        "Unscanned { too large }"
+    );
+}
+
+#[test]
+fn chunk_refused_frame_is_byte_exact() {
+    let frame = encode_server(&ServerMessage::ChunkRefused {
+        id: ChunkId([3; 32]),
+        content: ChunkId([1; 32]),
+        verdict: Verdict::Flagged {
+            engine: "e".into(),
+            signature: "s".into(),
+        },
+    });
+    // Variant 15 of `ServerMessage` (after `Pong`), the two ids, `Flagged` (variant 1) and its
+    // two strings.
+    let mut expected = vec![0, 1, 15];
+    expected.extend([3; 32]);
+    expected.extend([1; 32]);
+    expected.extend([1, 1, b'e', 1, b's']);
+    assert_eq!(frame, expected);
+    let pending = encode_server(&ServerMessage::Verdicts(vec![ContentVerdict {
+        content: ChunkId([2; 32]),
+        verdict: Verdict::Unscanned {
+            reason: UnscannedReason::Pending,
+        },
+    }]));
+    let mut expected = vec![0, 1, 14, 1];
+    expected.extend([2; 32]);
+    expected.extend([2, 0]);
+    assert_eq!(pending, expected);
 }
 
 #[test]
