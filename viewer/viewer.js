@@ -371,16 +371,24 @@ function open(entry, version) {
     state.open = null;
     $('preview').textContent = `Not available: the relay's malware scan flagged this file (${entry.verdict}).`;
     $('versions').replaceChildren();
+    $('versions-note').hidden = true;
     return;
   }
   $('preview').textContent = 'loading…';
   try {
     const opened = state.viewer.open(entry.id, version);
-    const versions = JSON.parse(state.viewer.history(entry.id));
+    // Only versions the relay's retention window keeps; they keep their numbers.
+    const history = JSON.parse(state.viewer.history(entry.id));
+    const note = $('versions-note');
+    note.hidden = history.dropped === 0;
+    note.textContent = history.dropped === 0 ? ''
+      : `${history.dropped === 1 ? '1 older version was' : `${history.dropped} older versions were`} dropped: `
+        + `replaced before ${formatDate(history.cutoff)}, outside the relay's ${history.windowDays}-day retention window`;
     const list = $('versions');
     list.replaceChildren();
-    versions.forEach((v) => {
+    history.versions.forEach((v) => {
       const item = document.createElement('li');
+      item.value = v.version + 1;
       const a = document.createElement('a');
       a.textContent = `${formatDate(v.writtenAt)} · ${formatSize(v.size)} · ${v.author}`;
       a.onclick = () => open(entry, v.version);

@@ -27,6 +27,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::error::AgentError;
+use crate::syncer::wall_now;
+use crate::versions::Window;
 
 /// How long connecting plus the handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,6 +65,8 @@ pub struct Connection {
     pub read_only: bool,
     /// This device.
     pub device: DeviceId,
+    /// The account's retention window and the relay's clock, from its `Welcome`.
+    pub window: Window,
     /// When the relay last sent anything.
     last_heard: Instant,
 }
@@ -121,6 +125,11 @@ impl Connection {
             url: url.to_owned(),
             read_only: false,
             device: key.device_id(),
+            // Set from the `Welcome` below (a connection is handed out only after it).
+            window: Window {
+                days: 0,
+                relay_ahead_ms: 0,
+            },
             last_heard: Instant::now(),
         };
         let (relay_id, nonce) = match connection.recv().await? {
@@ -140,8 +149,14 @@ impl Connection {
         let hello = sign_hello(key, &relay_id, &nonce, user, proof);
         connection.send(&ClientMessage::Hello(hello)).await?;
         match connection.recv().await? {
-            ServerMessage::Welcome { read_only, .. } => {
+            ServerMessage::Welcome {
+                read_only,
+                now,
+                retention_days,
+                ..
+            } => {
                 connection.read_only = read_only;
+                connection.window = Window::learnt(retention_days, now, wall_now());
                 Ok(connection)
             }
             other => Err(unexpected(&other)),

@@ -43,6 +43,7 @@ pub struct Session {
 impl Session {
     /// Starts a session: uploads what is pending and sends our heads.
     pub async fn start(syncer: &mut Syncer, link: Link) -> Result<Session, AgentError> {
+        syncer.learn_window(link.window())?;
         // The relay tells its verdicts anew on every connection.
         syncer.verdicts.clear();
         syncer.refused.clear();

@@ -24,6 +24,7 @@ use crate::error::AgentError;
 use crate::hasher::{self, Hashed};
 use crate::root::FolderRoot;
 use crate::state::{Config, StateDir};
+use crate::versions::Window;
 use crate::walk::{self, Stat};
 
 /// Files whose mtime is within this many nanoseconds of when they were indexed are re-read on the
@@ -36,6 +37,9 @@ const JOINED: &str = "joined";
 /// Metadata key: `[1]` while the mass-delete guard holds deletions back (see
 /// [`cloud3_engine::guard`]), so a restart keeps holding them.
 const DELETES_PAUSED: &str = "deletes_paused";
+
+/// `meta` key: the relay's retention window as last learnt ([`Window`], postcard).
+const RETENTION_WINDOW: &str = "retention_window";
 
 /// A blob this device must upload before the document changes that reference it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -115,6 +119,9 @@ pub struct Syncer {
     /// Whether the guard holds deletions back (persisted: a restart keeps holding them, and
     /// while paused every deletion waits).
     deletes_paused: bool,
+    /// The relay's retention window as last learnt (persisted, so `history` offline offers
+    /// only what the relay keeps); `None` until this device has connected.
+    pub window: Option<Window>,
     /// The user confirmed the held deletions (`cloud3 confirm-deletes`): the next scan sends
     /// them.
     pub confirm_deletes: bool,
@@ -159,6 +166,9 @@ impl Syncer {
         // A device indexed before this flag existed has joined.
         let joined = db.meta(JOINED)?.is_some() || !index.is_empty();
         let deletes_paused = db.meta(DELETES_PAUSED)?.is_some_and(|v| v == [1]);
+        let window = db
+            .meta(RETENTION_WINDOW)?
+            .and_then(|bytes| postcard::from_bytes(&bytes).ok());
         let root_check = FolderRoot::open(root, state.clone())?;
         let disk_names = probe_names(&state)?;
         if disk_names == DiskNames::CaseInsensitive {
@@ -191,6 +201,7 @@ impl Syncer {
             verdicts: HashMap::new(),
             refused: HashSet::new(),
             deletes_paused,
+            window,
             paused_deletes: Vec::new(),
             confirm_deletes: false,
             last_scan_deletes: 0,
@@ -259,6 +270,23 @@ impl Syncer {
         self.deletes_paused = false;
         self.commit_batch(batch, false)?;
         Ok(held.len())
+    }
+
+    /// Records the retention window the relay announced (stored only when it changed).
+    pub fn learn_window(&mut self, window: Window) -> Result<(), AgentError> {
+        if self.window.is_some_and(|known| !known.differs(&window)) {
+            return Ok(());
+        }
+        self.window = Some(window);
+        let bytes = postcard::to_allocvec(&window).map_err(|e| AgentError::Database {
+            path: self.state.database_path(),
+            message: format!("cannot encode the retention window: {e}"),
+        })?;
+        let batch = Batch {
+            meta: vec![(RETENTION_WINDOW, bytes)],
+            ..Batch::default()
+        };
+        self.commit_batch(batch, false)
     }
 
     /// This device's short id.

@@ -51,6 +51,11 @@ impl Link {
         }
     }
 
+    /// The retention window the relay announced for this connection.
+    pub fn window(&self) -> crate::versions::Window {
+        self.connection.window
+    }
+
     /// Reports this link's transfers to `activity`.
     pub fn with_activity(mut self, activity: Activity) -> Link {
         self.activity = activity;

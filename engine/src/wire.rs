@@ -10,7 +10,8 @@
 //! device                                   relay
 //!   |  <---------------- Challenge { relay_id, nonce }     (first frame, always)
 //!   |  Hello { Auth | Enrol } ------------------------->   (signature over the challenge)
-//!   |  <---------------- Welcome { device, read_only }      or close 4001 / 4003 / 4004
+//!   |  <---------------- Welcome { device, read_only, now, retention_days }
+//!   |                                                       or close 4001 / 4003 / 4004
 //!   |  DocHeads { folder, heads } --------------------->   (my heads; starts a sync round)
 //!   |  <---------------- DocChanges + DocHeads              (what I lack, then the relay's heads)
 //!   |  ChunkQuery { ids } ----------------------------->

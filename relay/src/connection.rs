@@ -88,10 +88,18 @@ pub async fn serve(
     if let Some(session) = outcome {
         let user = session.user.clone();
         let max = relay.gate.limits.max_connections_per_account;
+        let retention_days = relay
+            .store
+            .window_days(&user, &relay.gc)
+            .unwrap_or_else(|error| {
+                tracing::warn!(%user, %error, "cannot read the account's retention window");
+                relay.gc.retention_days
+            });
         let welcome = ServerMessage::Welcome {
             device: session.device,
             read_only: session.read_only,
-            now: crate::server::wall_now(),
+            now: relay.store.lifecycle_now(),
+            retention_days,
         };
         let _ = tx.send(Outbound::Message(welcome)).await;
         match relay

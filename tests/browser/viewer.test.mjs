@@ -1,7 +1,8 @@
 // The browser viewer end to end: a real relay and a real agent sync a small tree; headless
 // Chromium enrols with a read-only pairing code and checks what a person would see: a clear
 // error for a wrong code or account, the tree with icons, sorting, a filter and keyboard
-// navigation, folders and files in the URL (Back and links work), live changes, a 10,000-file
+// navigation, folders and files in the URL (Back and links work), live changes, versions (only
+// those the account's retention window keeps, and a note of those dropped), a 10,000-file
 // folder's first paint (printed), and sign-out. Screenshots go to target/browser/. Run by
 // scripts/test-all after scripts/build-viewer; binaries from target/debug.
 import assert from 'node:assert/strict';
@@ -223,6 +224,28 @@ try {
   // A write from the browser's read-only device is refused by the relay.
   await page.evaluate(() => window.cloud3.tryWrite());
   await page.waitForFunction(() => document.getElementById('message').textContent.includes('read-only'), null, { timeout: 15000 });
+
+  // History: a file written three times lists three versions; once the account's window is
+  // 0 days (`cloud3-relay user retention`), the next connection lists only the current one,
+  // under its own number, and says that two were dropped.
+  for (const text of ['one\n', 'two\n', 'three\n']) {
+    write(folder, 'docs/plan.txt', text);
+    run('cloud3', ['sync', '--dir', folder]);
+  }
+  const versionsShown = (n) => page.waitForFunction((count) => document.querySelectorAll('#versions li').length === count
+    && document.getElementById('preview').textContent === 'three\n', n, { timeout: 15000 });
+  await page.goto(`http://${addr}/#/docs/plan.txt`);
+  await versionsShown(3);
+  assert.ok(await page.isHidden('#versions-note'), 'nothing dropped yet');
+  run('cloud3-relay', ['user', 'retention', 'alice', '0', '--data', path.join(work, 'relay')]);
+  await page.goto('about:blank');
+  await page.goto(`http://${addr}/#/docs/plan.txt`);
+  await versionsShown(1);
+  const note = await page.textContent('#versions-note');
+  assert.match(note, /^2 older versions were dropped: replaced before .+, outside the relay's 0-day retention window$/, note);
+  assert.equal(await page.getAttribute('#versions li', 'value'), '3', 'the current version keeps its number');
+  await shot('history-dropped.png');
+  run('cloud3-relay', ['user', 'retention', 'alice', 'default', '--data', path.join(work, 'relay')]);
 
   await shot('viewer.png');
 

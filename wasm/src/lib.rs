@@ -51,6 +51,9 @@ pub struct Viewer {
     /// The relay's scan verdicts on versions that are not plainly clean, by content hash.
     verdicts: HashMap<ChunkId, Verdict>,
     events: Vec<Value>,
+    /// The account's retention window in days and how far the relay's clock runs ahead of the
+    /// browser's (ms), from the relay's `Welcome`.
+    window: Option<(u32, i64)>,
 }
 
 fn error(message: impl std::fmt::Display) -> JsError {
@@ -100,6 +103,7 @@ impl Viewer {
             opening: HashMap::new(),
             verdicts: HashMap::new(),
             events: Vec::new(),
+            window: None,
         })
     }
 
@@ -147,8 +151,14 @@ impl Viewer {
                 let hello = sign_hello(&self.key, &relay_id, &nonce, &self.user, proof);
                 vec![ClientMessage::Hello(hello)]
             }
-            ServerMessage::Welcome { read_only, .. } => {
+            ServerMessage::Welcome {
+                read_only,
+                now: relay_now,
+                retention_days,
+                ..
+            } => {
                 self.read_only = read_only;
+                self.window = Some((retention_days, relay_now.0.saturating_sub(now().0)));
                 self.events
                     .push(json!({"kind": "welcome", "readOnly": read_only}));
                 let out = self.relay.start(&mut self.doc);
@@ -294,15 +304,19 @@ impl Viewer {
         Value::Array(entries).to_string()
     }
 
-    /// A node's versions, oldest first, as a JSON array of `{version, size, mtime, writtenAt,
-    /// author}`.
+    /// A node's versions that can still be restored, oldest first, as JSON: `{versions:
+    /// [{version, size, mtime, writtenAt, author}], dropped, windowDays, cutoff}`. Versions the
+    /// relay's retention window dropped (replaced before `cutoff`, ms) are counted in `dropped`
+    /// and not listed; the others keep their numbers.
     pub fn history(&mut self, node: &str) -> Result<String, JsError> {
         let id = NodeId::from_key(node).map_err(error)?;
-        let versions: Vec<Value> = self
-            .doc
-            .node_history(id)
+        let cutoff = self.cutoff();
+        let all = self.doc.node_history(id, cutoff);
+        let dropped = all.iter().filter(|v| !v.restorable).count();
+        let versions: Vec<Value> = all
             .iter()
             .enumerate()
+            .filter(|(_, v)| v.restorable)
             .map(|(n, v)| {
                 json!({
                     "version": n,
@@ -313,7 +327,25 @@ impl Viewer {
                 })
             })
             .collect();
-        Ok(Value::Array(versions).to_string())
+        Ok(json!({
+            "versions": versions,
+            "dropped": dropped,
+            "windowDays": self.window.map(|(days, _)| days),
+            "cutoff": cutoff.map(|c| c.0),
+        })
+        .to_string())
+    }
+
+    /// The relay's now less the retention window (`None` before the relay's `Welcome`).
+    fn cutoff(&self) -> Option<WallTime> {
+        self.window.map(|(days, relay_ahead)| {
+            WallTime(
+                now()
+                    .0
+                    .saturating_add(relay_ahead)
+                    .saturating_sub(i64::from(days).saturating_mul(86_400_000)),
+            )
+        })
     }
 
     /// Starts opening a node's current content (`version` < 0) or one of its versions: the
@@ -328,12 +360,20 @@ impl Viewer {
                 .and_then(|n| n.content.clone())
                 .ok_or_else(|| error("no such file"))?
         } else {
-            self.doc
-                .node_history(id)
+            let cutoff = self.cutoff();
+            let chosen = self
+                .doc
+                .node_history(id, cutoff)
                 .into_iter()
                 .nth(version as usize)
-                .map(|v| v.content)
-                .ok_or_else(|| error("no such version"))?
+                .ok_or_else(|| error("no such version"))?;
+            if !chosen.restorable {
+                return Err(error(format!(
+                    "version {} was dropped: it is outside the relay's retention window",
+                    version + 1
+                )));
+            }
+            chosen.content
         };
         let key = content.hash();
         if let Some(verdict @ Verdict::Flagged { .. }) = self.verdicts.get(&key) {

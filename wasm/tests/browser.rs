@@ -38,6 +38,11 @@ fn feed(viewer: &mut Viewer, message: ServerMessage) -> Vec<ClientMessage> {
 }
 
 fn welcomed(viewer: &mut Viewer) -> Vec<ClientMessage> {
+    welcomed_at(viewer, WallTime(0), 30)
+}
+
+/// Handshake with a relay whose clock reads `now` and whose retention window is `days`.
+fn welcomed_at(viewer: &mut Viewer, now: WallTime, days: u32) -> Vec<ClientMessage> {
     let hello = feed(
         viewer,
         ServerMessage::Challenge {
@@ -52,7 +57,8 @@ fn welcomed(viewer: &mut Viewer) -> Vec<ClientMessage> {
         ServerMessage::Welcome {
             device: cloud3_engine::ids::DeviceId([0; 32]),
             read_only: true,
-            now: WallTime(0),
+            now,
+            retention_days: days,
         },
     )
 }
@@ -147,6 +153,7 @@ fn the_handshake_signs_an_enrolment_then_asks_for_the_document() {
             device: hello.device,
             read_only: true,
             now: WallTime(0),
+            retention_days: 30,
         },
     );
     assert!(matches!(after[..], [ClientMessage::DocHeads { .. }]));
@@ -210,4 +217,57 @@ fn a_chunk_that_does_not_match_its_hash_is_refused() {
     );
     assert!(viewer.events().contains("hash-mismatch"));
     assert!(viewer.bytes(&opened.key()).is_err());
+}
+
+#[wasm_bindgen_test]
+fn history_lists_only_versions_inside_the_relays_window() {
+    const DAY: i64 = 86_400_000;
+    let mut doc = folder_with(b"first");
+    // Rewritten on day 2 and day 80; the relay says it is day 100 and keeps 30 days.
+    for (day, text) in [(2, &b"second"[..]), (80, &b"third"[..])] {
+        let content = Content {
+            size: text.len() as u64,
+            mtime: WallTime(day * DAY),
+            written_at: WallTime(day * DAY),
+            author: ShortDeviceId([1; 8]),
+            body: ContentBody::Inline(Manifest {
+                entries: vec![ManifestEntry {
+                    id: ChunkId::of(text),
+                    len: text.len() as u32,
+                }],
+            }),
+        };
+        doc.set_content(NodeId([2; 16]), content).expect("set");
+        doc.commit(WallTime(day * DAY));
+    }
+    let mut viewer = Viewer::new("", "alice").expect("viewer");
+    welcomed_at(&mut viewer, WallTime(100 * DAY), 30);
+    feed(
+        &mut viewer,
+        ServerMessage::DocChanges {
+            folder: FolderId::default_folder(),
+            changes: doc.changes_since(&[]),
+        },
+    );
+    let node = NodeId([2; 16]).to_key();
+    let history: serde_json::Value =
+        serde_json::from_str(&viewer.history(&node).expect("history")).expect("json");
+    let numbers: Vec<u64> = history["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| v["version"].as_u64().expect("number"))
+        .collect();
+    // Version 0 was replaced on day 2, before day 70: dropped; 1 was replaced on day 80.
+    assert_eq!(numbers, [1, 2], "{history}");
+    assert_eq!(history["dropped"], 1);
+    assert_eq!(history["windowDays"], 30);
+    // The cutoff is the relay's day 100 less 30 days (give or take the test's own run time).
+    let cutoff = history["cutoff"].as_i64().expect("cutoff");
+    assert!((cutoff - 70 * DAY).abs() < 60_000, "cutoff {cutoff}");
+    assert!(
+        viewer.open(&node, 0).is_err(),
+        "a dropped version does not open"
+    );
+    assert!(viewer.open(&node, 1).is_ok());
 }

@@ -1,7 +1,8 @@
 //! `cloud3 history PATH` and `cloud3 restore PATH [--version V]`: a file's versions, and bringing
 //! one back (or undeleting the file). With the daemon running they ask it (see `control`): the
 //! daemon sends a restore to the relay at once, like any edit. Without it they read and change
-//! the local document directly (so they work offline), and a restore then syncs once.
+//! the local document directly (so they work offline), and a restore then syncs once. Only
+//! versions inside the relay's retention window are listed (see [`crate::versions`]).
 
 use std::path::Path;
 
@@ -12,7 +13,7 @@ use crate::control::{self, Reply, Request};
 use crate::daemon;
 use crate::error::AgentError;
 use crate::syncer::Syncer;
-use crate::versions::{self, History};
+use crate::versions::{self, History, format_time, window_text};
 
 /// Prints the versions of PATH, oldest first, numbered for `restore --version`.
 pub(crate) fn run(dir: &Path, typed: &str) -> Result<(), AgentError> {
@@ -31,9 +32,21 @@ pub(crate) fn run(dir: &Path, typed: &str) -> Result<(), AgentError> {
 }
 
 fn print(path: &str, history: &History) {
-    for (number, version) in history.versions.iter().enumerate() {
+    let cutoff = history.cutoff.map(|c| format_time(WallTime(c)));
+    let window = window_text(history.window_days);
+    if history.dropped > 0
+        && let Some(cutoff) = &cutoff
+    {
+        let (count, were) = match history.dropped {
+            1 => ("1 older version".to_owned(), "was"),
+            n => (format!("{n} older versions"), "were"),
+        };
+        println!("({count} {were} dropped: replaced before {cutoff}, {window})");
+    }
+    for version in &history.versions {
         println!(
-            "{number:>3}  {}  {:>12} bytes  by {}  {}",
+            "{:>3}  {}  {:>12} bytes  by {}  {}",
+            version.number,
             format_time(WallTime(version.written_at)),
             version.size,
             version.author,
@@ -41,7 +54,19 @@ fn print(path: &str, history: &History) {
         );
     }
     if history.deleted {
-        println!("(deleted; `cloud3 restore {path}` brings it back)");
+        match (&cutoff, history.versions.is_empty()) {
+            (Some(cutoff), true) => println!(
+                "(deleted before {cutoff}, {window}: its content was dropped and cannot be \
+                 restored)"
+            ),
+            _ => println!("(deleted; `cloud3 restore {path}` brings it back)"),
+        }
+    }
+    if history.window_days.is_none() && (history.versions.len() > 1 || history.deleted) {
+        println!(
+            "(this device has not yet learnt the relay's retention window: it does on its next \
+             connection; until then older versions listed may no longer be restorable)"
+        );
     }
 }
 
@@ -81,9 +106,4 @@ pub(crate) fn restore(dir: &Path, typed: &str, version: Option<usize>) -> Result
 fn open(folder: &Folder) -> Result<Syncer, AgentError> {
     Syncer::open(&folder.root, folder.config.clone(), folder.key.device_id())
         .map_err(|error| held_elsewhere(error, &folder.state))
-}
-
-fn format_time(time: WallTime) -> String {
-    let (y, mo, d, h, mi, s) = time.to_utc_parts();
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
 }

@@ -390,7 +390,7 @@ fn history_lists_every_version() {
     a.set_content(id(1), content("v333", A, 3)).unwrap();
     a.commit(WallTime(3));
     let sizes: Vec<u64> = a
-        .node_history(id(1))
+        .node_history(id(1), None)
         .iter()
         .map(|v| v.content.size)
         .collect();

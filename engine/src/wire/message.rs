@@ -74,8 +74,12 @@ pub enum ServerMessage {
         device: DeviceId,
         /// Whether this device may only read.
         read_only: bool,
-        /// The relay's wall time, so devices can notice clock skew.
+        /// The relay's wall time (the clock its collector goes by), so devices can notice
+        /// clock skew and judge the retention window by the relay's time.
         now: WallTime,
+        /// The account's retention window in days: replaced and deleted versions stay
+        /// restorable this long, so devices offer only those.
+        retention_days: u32,
     },
     /// See [`ClientMessage::DocHeads`].
     DocHeads {

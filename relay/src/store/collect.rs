@@ -113,6 +113,14 @@ pub trait Collector {
     /// Sets (or with `None` clears) a user's own retention window.
     fn set_retention(&self, user: &str, days: Option<u32>) -> Result<(), StoreError>;
 
+    /// The window `user`'s versions are kept for, in days: their own, else the relay's.
+    fn window_days(&self, user: &str, settings: &GcSettings) -> Result<u32, StoreError> {
+        Ok(self.retention(user)?.unwrap_or(settings.retention_days))
+    }
+
+    /// Now, as the clock the collector goes by tells it.
+    fn lifecycle_now(&self) -> WallTime;
+
     /// Collects every user's garbage, then compacts their packs (see the module docs).
     fn collect(&self, settings: &GcSettings) -> Result<GcReport, StoreError>;
 }
@@ -140,6 +148,10 @@ impl Collector for Store {
         })
     }
 
+    fn lifecycle_now(&self) -> WallTime {
+        self.clock.now()
+    }
+
     fn collect(&self, settings: &GcSettings) -> Result<GcReport, StoreError> {
         let _one_at_a_time = self
             .collecting
@@ -150,7 +162,7 @@ impl Collector for Store {
         let users: Vec<String> = self.list_users()?.into_iter().map(|(n, _)| n).collect();
         for user in &users {
             let now = self.clock.now();
-            let days = self.retention(user)?.unwrap_or(settings.retention_days);
+            let days = self.window_days(user, settings)?;
             let cutoff = WallTime(now.0.saturating_sub(i64::from(days) * 86_400_000));
             let marked = match self.mark(user, cutoff) {
                 Ok(marked) => marked,

@@ -118,9 +118,11 @@ fn a_device_over_quota_keeps_its_files_and_syncs_once_gc_frees_space() -> Result
     Ok(())
 }
 
-/// Three versions of a file; the relay restarts with its clock moved so that the first
-/// replacement is outside a one-day window and the second inside; after `cloud3-relay gc`, the
-/// version inside restores on a device that never held it, and the one outside is freed.
+/// Three versions of a file, and two deleted files; the relay restarts with its clock moved so
+/// that the first replacement (and the first deletion) is outside a one-day window and the
+/// second inside; after `cloud3-relay gc`, on a device that never held any of them: `history`
+/// lists only what can be restored and says what was dropped, a dropped version or file is
+/// refused with the reason (nothing changes), and what is inside the window restores.
 #[test]
 fn a_version_inside_the_window_restores_after_gc_and_one_outside_is_freed() -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -146,12 +148,27 @@ fn a_version_inside_the_window_restores_after_gc_and_one_outside_is_freed() -> R
         "desktop",
     )?;
     let versions: Vec<Vec<u8>> = (0..3).map(|n| random_bytes(10 + n, 300_000)).collect();
+    let early_gone = random_bytes(20, 200_000);
+    let late_gone = random_bytes(21, 200_000);
+    laptop.write("early-gone.bin", &early_gone);
+    laptop.write("late-gone.bin", &late_gone);
+    // Change times are whole seconds and the relay's cutoff runs on with real time after its
+    // restart: the second replacement comes 25 s after the first, so the cutoff (5 s after
+    // the first) stays between them while the device's checks run.
     let mut replaced_at = Vec::new();
     for (n, bytes) in versions.iter().enumerate() {
+        match n {
+            1 => {
+                std::thread::sleep(Duration::from_secs(10));
+                std::fs::remove_file(laptop.dir.join("early-gone.bin"))?;
+            }
+            2 => {
+                std::thread::sleep(Duration::from_secs(25));
+                std::fs::remove_file(laptop.dir.join("late-gone.bin"))?;
+            }
+            _ => {}
+        }
         if n > 0 {
-            // Change times are whole seconds, and the collection must come before the moving
-            // cutoff passes the second replacement: keep them 10 s apart.
-            std::thread::sleep(Duration::from_secs(10));
             replaced_at.push(std::time::SystemTime::now());
         }
         laptop.write("doc.bin", bytes);
@@ -160,15 +177,15 @@ fn a_version_inside_the_window_restores_after_gc_and_one_outside_is_freed() -> R
     let packs = |dir: &std::path::Path| -> u64 { walk_bytes(&dir.join("packs")) };
     let before = packs(&data);
 
-    // Move the relay's clock so that now minus one day falls between the two replacements
-    // (it then runs on with real time: the collection must come within about 4 s).
+    // Move the relay's clock so that now minus one day falls 5 s after the first replacement
+    // (it then runs on with real time: the checks below must come within about 20 s).
     let addr = relay.addr.clone();
     relay.stop()?;
-    let middle = replaced_at[0] + (replaced_at[1].duration_since(replaced_at[0])? / 2);
+    let cutoff = replaced_at[0] + Duration::from_secs(5);
     let skew = 86_400
         - i64::try_from(
             std::time::SystemTime::now()
-                .duration_since(middle)?
+                .duration_since(cutoff)?
                 .as_secs(),
         )?;
     let skew = skew.to_string();
@@ -183,6 +200,7 @@ fn a_version_inside_the_window_restores_after_gc_and_one_outside_is_freed() -> R
         skew.as_str(),
     ];
     let relay = Relay::start_with(&data, &addr, &flags)?;
+    let checks_started = std::time::Instant::now();
     let report = relay_admin(&relay, &["gc"])?;
     eprintln!("{report}");
     ensure!(
@@ -195,16 +213,85 @@ fn a_version_inside_the_window_restores_after_gc_and_one_outside_is_freed() -> R
         "its space is reclaimed on disk: {before} -> {after} bytes"
     );
 
-    // The desktop never held the second version: it comes from the relay.
+    // The desktop never held any of it; its sync learns the window and the relay's clock.
     desktop.sync()?;
     ensure!(desktop.read("doc.bin").as_deref() == Some(versions[2].as_slice()));
+    let listed = history(&desktop, "doc.bin")?;
+    eprintln!("history doc.bin:\n{listed}");
+    ensure!(
+        numbers(&listed) == [1, 2],
+        "only versions 1 and 2 are listed:\n{listed}"
+    );
+    ensure!(
+        listed.contains("1 older version was dropped")
+            && listed.contains("outside the relay's 1-day retention window"),
+        "history says what was dropped:\n{listed}"
+    );
+    let refused = desktop.command(&["restore", "doc.bin", "--version", "0"])?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        !refused.status.success() && stderr.contains("version 0 of doc.bin was dropped"),
+        "a dropped version is refused with the reason: {stderr}"
+    );
+    ensure!(
+        desktop.read("doc.bin").as_deref() == Some(versions[2].as_slice()),
+        "a refused restore changes nothing"
+    );
+
+    // The file deleted outside the window: history says so, restore refuses.
+    let history_early = history(&desktop, "early-gone.bin")?;
+    ensure!(
+        numbers(&history_early).is_empty()
+            && history_early.contains("its content was dropped and cannot be restored"),
+        "{history_early}"
+    );
+    let refused = desktop.command(&["restore", "early-gone.bin"])?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        !refused.status.success() && stderr.contains("early-gone.bin was deleted before"),
+        "a file deleted outside the window is refused: {stderr}"
+    );
+    ensure!(desktop.read("early-gone.bin").is_none());
+
+    // Inside the window: the deleted file and version 1 come back from the relay.
+    let history_late = history(&desktop, "late-gone.bin")?;
+    ensure!(
+        numbers(&history_late) == [0] && history_late.contains("(deleted; "),
+        "{history_late}"
+    );
+    let restored = desktop.command(&["restore", "late-gone.bin"])?;
+    cloud3_tests::check(&restored, "cloud3 restore late-gone.bin")?;
+    ensure!(
+        desktop.read("late-gone.bin").as_deref() == Some(late_gone.as_slice()),
+        "the file deleted inside the window restores"
+    );
     let restored = desktop.command(&["restore", "doc.bin", "--version", "1"])?;
     cloud3_tests::check(&restored, "cloud3 restore --version 1")?;
     ensure!(
         desktop.read("doc.bin").as_deref() == Some(versions[1].as_slice()),
         "the version inside the window restores"
     );
+    // Had they taken 20 s, version 1 would have been dropped too and a check above failed.
+    eprintln!(
+        "the checks after the relay's restart took {:?}",
+        checks_started.elapsed()
+    );
     Ok(())
+}
+
+/// `cloud3 history PATH` on `device`, its standard output.
+fn history(device: &Device, path: &str) -> Result<String> {
+    let output = device.command(&["history", path])?;
+    cloud3_tests::check(&output, &format!("cloud3 history {path}"))?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The version numbers `cloud3 history` lists.
+fn numbers(history: &str) -> Vec<usize> {
+    history
+        .lines()
+        .filter_map(|line| line.split_whitespace().next()?.parse().ok())
+        .collect()
 }
 
 fn walk_bytes(dir: &std::path::Path) -> u64 {
