@@ -364,7 +364,7 @@ window.addEventListener('hashchange', () => {
 function open(entry, version) {
   say('');
   $('file').hidden = false;
-  $('file-name').textContent = entry.path + (version >= 0 ? ` (version ${version + 1})` : '');
+  $('file-name').textContent = entry.path + (version >= 0 ? ` (version ${version})` : '');
   $('download').hidden = true;
   $('download').removeAttribute('href');
   if (entry.flagged && version < 0) {
@@ -388,7 +388,8 @@ function open(entry, version) {
     list.replaceChildren();
     history.versions.forEach((v) => {
       const item = document.createElement('li');
-      item.value = v.version + 1;
+      // The command line's numbers (`cloud3 history`, `restore --version N`): one numbering.
+      item.value = v.version;
       const a = document.createElement('a');
       a.textContent = `${formatDate(v.writtenAt)} · ${formatSize(v.size)} · ${v.author}`;
       a.onclick = () => open(entry, v.version);
