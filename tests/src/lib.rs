@@ -160,6 +160,17 @@ impl Device {
         serde_json::from_slice(&output.stdout).context("status JSON")
     }
 
+    /// Waits up to `timeout` until this device's daemon answers `status` and is connected to
+    /// the relay.
+    pub fn wait_connected(&self, timeout: Duration) -> Result<()> {
+        wait_until(timeout, "the daemon to answer, connected", || {
+            std::thread::sleep(Duration::from_millis(100));
+            self.status_json()
+                .is_ok_and(|s| s["source"] == "daemon" && s["connected"] == true)
+        })?;
+        Ok(())
+    }
+
     /// `cloud3 init` with an invite or pairing code.
     pub fn init(
         dir: &Path,

@@ -15,25 +15,14 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::{logged, setup, versions};
 
+/// How long a daemon may take to answer, connected to the relay.
+const CONNECTED: Duration = Duration::from_secs(30);
+
 /// Generous bound for a change to reach the other daemon (the figure is printed).
 const PROPAGATION: Duration = Duration::from_secs(10);
 
 fn socket(device: &Device) -> PathBuf {
     device.dir.join(".cloud3/control.sock")
-}
-
-/// Waits until the daemon of `device` answers on its socket and is connected to the relay.
-fn wait_connected(device: &Device) -> Result<()> {
-    wait_until(
-        Duration::from_secs(30),
-        "the daemon to answer, connected",
-        || {
-            device
-                .status_json()
-                .is_ok_and(|s| s["source"] == "daemon" && s["connected"] == true)
-        },
-    )?;
-    Ok(())
 }
 
 /// Whether `device` holds `bytes` at `path`. Read only once the size matches: polling reads
@@ -62,8 +51,8 @@ fn restore_and_undelete_with_both_daemons_running_reach_the_other_device() -> Re
 }
 
 fn restore_and_undelete(a: &Device, b: &Device) -> Result<()> {
-    wait_connected(a)?;
-    wait_connected(b)?;
+    a.wait_connected(CONNECTED)?;
+    b.wait_connected(CONNECTED)?;
     let version = |n: usize| format!("version {n} of the notes\n{}", "x".repeat(n * 10));
     for n in 0..4 {
         a.write("notes.txt", version(n));
@@ -155,8 +144,8 @@ fn status_answers_live_from_the_daemons_with_the_transfers_in_progress() -> Resu
 
 fn live_transfers(devices: &mut [Device], outside: &std::path::Path) -> Result<()> {
     let (a, b) = (&devices[0], &devices[1]);
-    wait_connected(a)?;
-    wait_connected(b)?;
+    a.wait_connected(CONNECTED)?;
+    b.wait_connected(CONNECTED)?;
     let mode = std::fs::symlink_metadata(socket(a))?.permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
     let live = a.status_json()?;
@@ -237,7 +226,7 @@ fn a_socket_left_by_a_killed_daemon_is_not_trusted() -> Result<()> {
     a.write("kept.txt", "one");
     a.sync()?;
     a.start_daemon()?;
-    wait_connected(a)?;
+    a.wait_connected(CONNECTED)?;
     a.kill_daemon();
     assert!(socket(a).exists(), "kill -9 leaves the socket file behind");
     // Nobody serves it: every command works directly, promptly.
@@ -260,7 +249,7 @@ fn a_socket_left_by_a_killed_daemon_is_not_trusted() -> Result<()> {
     );
     // A new daemon replaces the stale socket and answers on it.
     a.start_daemon()?;
-    wait_connected(a)?;
+    a.wait_connected(CONNECTED)?;
     let history = run(a, &["history", "kept.txt"])?;
     assert_eq!(versions(&history), 3, "{history}");
     Ok(())
@@ -276,7 +265,7 @@ fn another_user_is_refused_on_the_control_socket() -> Result<()> {
     let (_relay, mut devices) = setup(tmp.path(), 1)?;
     let a = &mut devices[0];
     a.start_daemon()?;
-    wait_connected(a)?;
+    a.wait_connected(CONNECTED)?;
     let path = socket(a);
     // As it is: the file modes keep another user out.
     let denied = as_nobody(&path)?;
@@ -343,8 +332,8 @@ fn an_offline_daemon_answers_and_syncs_a_restore_when_the_relay_returns() -> Res
 }
 
 fn offline_restore(relay: &mut cloud3_tests::Relay, a: &Device, b: &Device) -> Result<()> {
-    wait_connected(a)?;
-    wait_connected(b)?;
+    a.wait_connected(CONNECTED)?;
+    b.wait_connected(CONNECTED)?;
     a.write("plan.txt", "first plan");
     wait_until(PROPAGATION, "the first plan on B", || {
         holds(b, "plan.txt", b"first plan")
@@ -404,8 +393,8 @@ fn a_daemon_started_with_a_relative_dir_sees_changes_at_once() -> Result<()> {
         .stderr(log)
         .spawn()?;
     let result = (|| -> Result<()> {
-        wait_connected(a)?;
-        wait_connected(b)?;
+        a.wait_connected(CONNECTED)?;
+        b.wait_connected(CONNECTED)?;
         a.write("seen.txt", "by the watcher");
         // Well under the 60 s rescan: the watcher's event did it.
         wait_until(PROPAGATION, "seen.txt on B", || {

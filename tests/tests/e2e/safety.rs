@@ -18,17 +18,6 @@ const FILES: usize = 1000;
 /// Generous bound for the daemons to notice and exchange a change.
 const SETTLE: Duration = Duration::from_secs(60);
 
-/// Waits until the daemon of `device` answers on its socket, connected to the relay.
-fn wait_connected(device: &Device) -> Result<()> {
-    wait_until(SETTLE, "the daemon to answer, connected", || {
-        std::thread::sleep(Duration::from_millis(100));
-        device
-            .status_json()
-            .is_ok_and(|s| s["source"] == "daemon" && s["connected"] == true)
-    })?;
-    Ok(())
-}
-
 fn paused(device: &Device) -> Result<u64> {
     device.status_json()?["paused_deletes"]
         .as_u64()
@@ -248,7 +237,7 @@ fn with_the_daemon_restoring_or_undoing_cancels_held_deletions_and_confirming_se
         device.start_daemon()?;
     }
     for device in &devices {
-        wait_connected(device)?;
+        device.wait_connected(SETTLE)?;
     }
     let (a, b) = (&devices[0], &devices[1]);
     let wait_paused = |what: &str, check: &dyn Fn(u64) -> bool| {
@@ -316,7 +305,7 @@ fn a_folder_replaced_by_an_empty_directory_stops_syncing_instead_of_deleting() -
     // A quick safety-net rescan, so the daemon looks at its root soon after it is swapped.
     set_config(&devices[0], "rescan_interval_ms", "1000")?;
     devices[0].start_daemon()?;
-    wait_connected(&devices[0])?;
+    devices[0].wait_connected(SETTLE)?;
 
     // What an unmounted disk looks like from the daemon: the folder's path now names an
     // empty directory (the mount point), with none of the state the database describes.
@@ -654,7 +643,7 @@ fn a_folder_on_a_disk_unmounted_under_the_daemon_stops_syncing() -> Result<()> {
     assert_eq!(full.len(), 201, "B holds A's files");
     set_config(&a, "rescan_interval_ms", "1000")?;
     a.start_daemon()?;
-    wait_connected(&a)?;
+    a.wait_connected(SETTLE)?;
 
     disk.unmount().map_err(anyhow::Error::msg)?;
     let exit = a.wait_daemon_exit(SETTLE)?;
@@ -680,7 +669,7 @@ fn a_folder_on_a_disk_unmounted_under_the_daemon_stops_syncing() -> Result<()> {
     // Mounted again: syncing resumes where it stopped, nothing lost on either side.
     disk.mount().map_err(anyhow::Error::msg)?;
     a.start_daemon()?;
-    wait_connected(&a)?;
+    a.wait_connected(SETTLE)?;
     a.stop_daemon()?;
     a.sync()?;
     b.sync()?;
