@@ -1,5 +1,6 @@
 //! One file per subcommand; [`run`] dispatches.
 
+mod admin_client;
 mod gc;
 mod scan;
 mod serve;

@@ -6,5 +6,5 @@ use crate::config::Settings;
 
 /// Collects and prints what was freed.
 pub(crate) fn run(settings: &Settings) -> anyhow::Result<()> {
-    super::user::request_answer(settings, AdminRequest::Collect)
+    super::admin_client::request_answer(settings, AdminRequest::Collect)
 }

@@ -12,5 +12,5 @@ pub(crate) fn run(settings: &Settings, action: ScanAction) -> anyhow::Result<()>
         ScanAction::List { user, all } => AdminRequest::ListVerdicts { user, all },
         ScanAction::Release { user, content } => AdminRequest::Release { user, content },
     };
-    super::user::request_answer(settings, request)
+    super::admin_client::request_answer(settings, request)
 }
